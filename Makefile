@@ -1,0 +1,75 @@
+# The README's two commands are `make demo` and `make test`; everything else here serves them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+DEV := .venv
+NEW := .venv-new
+TORCH := torch==2.13.0
+NEWEST := fastai==2.8.12
+PIP_QUIET := --quiet --disable-pip-version-check
+PYTEST_ARGS ?= -q -p no:cacheprovider
+# `SLOW=1 make test` also runs the tests marked slow (CI sets it).
+SLOW ?= 0
+export SLOW
+
+.PHONY: help demo test dev-env new-env check-clean check-export nbtest pytest-dev pytest-new clean-envs
+
+help:
+	@echo "make demo   - the main job: train a small ULMFiT pipeline end to end and print its results"
+	@echo "make test   - notebooks clean, library in sync, nbdev_test, pytest (development and newest-fastai environments)"
+
+# Development environment: the pinned nbdev 2 toolchain (fastai 2.8.7, fastcore 1.x). Rebuilt only when settings.ini or setup.py change.
+$(DEV)/.stamp: settings.ini setup.py
+	@test -x $(DEV)/bin/python || $(PYTHON) -m venv $(DEV)
+	@echo "installing the development environment into $(DEV) (log: $(DEV)/install.log)"
+	@$(DEV)/bin/pip install $(PIP_QUIET) $(TORCH) > $(DEV)/install.log 2>&1 || { tail -20 $(DEV)/install.log; exit 1; }
+	@$(DEV)/bin/pip install $(PIP_QUIET) -e ".[dev]" >> $(DEV)/install.log 2>&1 || { tail -20 $(DEV)/install.log; exit 1; }
+	@touch $@
+
+# Newest-fastai environment: proves the loose runtime requirements (fastai 2.8.12, fastcore 2.x) with pytest.
+$(NEW)/.stamp: settings.ini setup.py
+	@test -x $(NEW)/bin/python || $(PYTHON) -m venv $(NEW)
+	@echo "installing the newest-fastai environment into $(NEW) (log: $(NEW)/install.log)"
+	@$(NEW)/bin/pip install $(PIP_QUIET) $(TORCH) > $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
+	@$(NEW)/bin/pip install $(PIP_QUIET) -e . $(NEWEST) "pytest>=7" >> $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
+	@touch $@
+
+dev-env: $(DEV)/.stamp
+new-env: $(NEW)/.stamp
+
+check-clean: dev-env
+	@echo "== notebooks clean (nbdev_clean leaves no diff)"
+	@$(DEV)/bin/nbdev_clean
+	@git diff --quiet -- nbs || { git --no-pager diff --stat -- nbs; echo "Notebooks were not clean: nbdev_clean changed them (commit the cleaned notebooks)."; exit 1; }
+
+check-export: dev-env
+	@echo "== library in sync (nbdev_export leaves no diff)"
+	@$(DEV)/bin/nbdev_export
+	@git diff --quiet -- ulmfit_ext pyproject.toml || { git --no-pager diff --stat -- ulmfit_ext pyproject.toml; echo "Library and notebooks are out of sync: run nbdev_export and commit."; exit 1; }
+	@test -z "$$(git status --porcelain -- ulmfit_ext)" || { git status --short -- ulmfit_ext; echo "nbdev_export wrote files that are not committed."; exit 1; }
+
+nbtest: dev-env
+	@echo "== nbdev_test (flags: $(if $(filter 1,$(SLOW)),slow,none))"
+	@$(DEV)/bin/nbdev_test --n_workers 2 $(if $(filter 1,$(SLOW)),--flags slow,)
+
+pytest-dev: dev-env
+	@echo "== pytest, development environment ($$($(DEV)/bin/python -c 'import fastai,fastcore;print("fastai",fastai.__version__,"fastcore",fastcore.__version__)'))"
+	@$(DEV)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+pytest-new: new-env
+	@echo "== pytest, newest-fastai environment ($$($(NEW)/bin/python -c 'import fastai,fastcore;print("fastai",fastai.__version__,"fastcore",fastcore.__version__)'))"
+	@$(NEW)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+test: check-clean check-export nbtest pytest-dev pytest-new
+	@echo "make test: all checks passed"
+
+demo: dev-env
+	@$(DEV)/bin/python -m ulmfit_ext.demo
+
+clean-envs:
+	rm -rf $(DEV) $(NEW)
+
+.PHONY: readme
+readme: dev-env
+	@$(DEV)/bin/python tools/nb2md.py nbs/index.ipynb README.md
