@@ -9,6 +9,8 @@ TORCH := torch==2.13.0
 NEWEST := fastai==2.8.12
 PIP_QUIET := --quiet --disable-pip-version-check
 PYTEST_ARGS ?= -q -p no:cacheprovider
+# Tests use tiny models: one torch thread each is much faster than threads fighting over 2 cores.
+check-clean check-export nbtest pytest-dev pytest-new: export OMP_NUM_THREADS := 1
 # `SLOW=1 make test` also runs the tests marked slow (CI sets it).
 SLOW ?= 0
 export SLOW
@@ -73,3 +75,22 @@ clean-envs:
 .PHONY: readme
 readme: dev-env
 	@$(DEV)/bin/python tools/nb2md.py nbs/index.ipynb README.md
+
+# ---- documentation site (docs helper's section) ------------------------------------------------------------------
+# `make docs`: execute the notebooks and build the static HTML site into docs/ (MkDocs + Material, offline; tools/docs.py).
+# `DOCS_FLAGS=slow make docs` also runs the cells flagged slow. `make docs-check`: load every page in headless Chromium.
+DOCS_FLAGS ?=
+.PHONY: docs docs-browser docs-check
+
+docs: dev-env
+	@echo "== docs: building the site into docs/ (tools/docs.py)"
+	@$(DEV)/bin/python tools/docs.py --flags "$(DOCS_FLAGS)"
+
+# Debian's chromium for the browser test; installs it when missing (needs root and the Debian mirror, as in CI).
+docs-browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "== installing chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; }
+
+docs-check: docs docs-browser
+	@echo "== docs: every page of docs/ in headless Chromium (screenshots in build/docs_shots)"
+	@$(DEV)/bin/python tools/docs_browser.py docs --shots build/docs_shots

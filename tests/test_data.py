@@ -1,0 +1,277 @@
+"Tests of `ulmfit_ext.data` (corpus readers, tokenize-once cache, LM/classifier DataLoaders, variable-length BPTT) in both environments."
+import bz2, gzip, lzma, pickle, random, tarfile, time, warnings, zipfile
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from fastai.text.all import (AWD_LSTM, BaseTokenizer, LMDataLoader, awd_lstm_lm_config, awd_lstm_clas_config, defaults,
+                             language_model_learner, text_classifier_learner, load_learner)
+from ulmfit_ext.core import UlmfitError
+from ulmfit_ext.data import *
+
+FAST = dict(progress=False, n_workers=0)
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    "Every test gets its own empty cache root"
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
+
+def toy_texts(n, seed=0):
+    rng = random.Random(seed)
+    words = "the a movie film was great awful good bad plot acting actor story boring fun loved hated it and but so very".split()
+    return [' '.join(rng.choice(words) for _ in range(rng.randint(8, 30))).capitalize() + '.' for _ in range(n)]
+
+@pytest.fixture
+def toy_df(): return pd.DataFrame({'text': toy_texts(60), 'label': ['pos', 'neg']*30})
+
+class CountingTok(BaseTokenizer):
+    "Counts the texts it tokenizes"
+    def __init__(self, counter, **kw): super().__init__(**kw); self._counter = counter   # private: not a setting in the cache key
+    def __call__(self, items):
+        items = list(items); self._counter.append(len(items)); return super().__call__(items)
+
+# ---------------------------------------------------------------- readers
+UTF8, LATIN1 = "Première ligne.\n\nSecond paragraph, naïve.\n", "Café crème, déjà vu.\n"
+
+@pytest.fixture
+def books(tmp_path):
+    d = tmp_path/'books'; (d/'sub').mkdir(parents=True)
+    (d/'a.txt').write_text(UTF8, encoding='utf-8')
+    (d/'sub'/'b.txt').write_bytes(LATIN1.encode('latin-1'))
+    (d/'skip.md').write_text('not text'); (d/'.hidden.txt').write_text('hidden')
+    return d
+
+def read_quiet(p, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); return list(read_texts(p, **kw))
+
+def test_folder_utf8_and_latin1(books):
+    corpus = read_texts(books)
+    with pytest.warns(UserWarning, match='read as latin-1'): docs = list(corpus)
+    assert docs == [UTF8, LATIN1]
+    assert corpus.notes == {'a.txt': 'utf-8', 'sub/b.txt': 'latin-1'} and 'sub/b.txt' in corpus.note
+    assert list(read_texts(books/'sub', encoding='latin-1')) == [LATIN1]
+    with pytest.raises(UlmfitError, match='not valid utf-8'): list(read_texts(books/'sub', encoding='utf-8'))
+
+@pytest.mark.parametrize('ext,mode', [('.tar', 'w'), ('.tar.gz', 'w:gz'), ('.tgz', 'w:gz'), ('.tar.xz', 'w:xz'), ('.tar.bz2', 'w:bz2')])
+def test_tar_archives(books, tmp_path, ext, mode):
+    with tarfile.open(tmp_path/f'c{ext}', mode) as tf: tf.add(books, arcname='books')
+    assert read_quiet(tmp_path/f'c{ext}') == [UTF8, LATIN1]
+
+def test_zip_archive(books, tmp_path):
+    with zipfile.ZipFile(tmp_path/'c.zip', 'w') as zf:
+        for p in [books/'a.txt', books/'sub'/'b.txt', books/'skip.md']: zf.write(p, p.relative_to(tmp_path))
+    assert read_quiet(tmp_path/'c.zip') == [UTF8, LATIN1]
+
+@pytest.mark.parametrize('ext,opener', [('.gz', gzip.open), ('.bz2', bz2.open), ('.xz', lzma.open)])
+def test_single_compressed_file_and_splits(tmp_path, ext, opener):
+    with opener(tmp_path/f'a.txt{ext}', 'wb') as f: f.write(UTF8.encode())
+    p = tmp_path/f'a.txt{ext}'
+    assert list(read_texts(p)) == [UTF8]
+    assert list(read_texts(p, split='para')) == ["Première ligne.\n", "Second paragraph, naïve.\n"]
+    assert list(read_texts(p, split='line')) == ["Première ligne.", "Second paragraph, naïve."]
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(UlmfitError, match='No such file or folder'): read_texts(tmp_path/'missing.txt')
+    (tmp_path/'x.parquet').write_bytes(b'1')
+    with pytest.raises(UlmfitError, match="Don't know how to read 'x.parquet'"): read_texts(tmp_path/'x.parquet')
+    (tmp_path/'empty.txt').write_text('')
+    with pytest.raises(UlmfitError, match='no text'): list(read_texts(tmp_path/'empty.txt'))
+    with zipfile.ZipFile(tmp_path/'n.zip', 'w') as zf: zf.writestr('readme.md', 'x')
+    with pytest.raises(UlmfitError, match='no text files'): list(read_texts(tmp_path/'n.zip'))
+    with pytest.raises(UlmfitError, match='split'): read_texts(tmp_path/'empty.txt', split='words')
+
+def test_reader_streams(tmp_path):
+    "Documents come one at a time: the first is available before later files are read"
+    d = tmp_path/'d'; d.mkdir()
+    for i in range(3): (d/f'{i}.txt').write_text(f'doc {i}')
+    it = iter(read_texts(d))
+    assert next(it) == 'doc 0'
+    (d/'2.txt').write_text('changed')          # not read yet
+    assert list(it) == ['doc 1', 'changed']
+
+# ---------------------------------------------------------------- tokenize once
+def test_cache_hit_does_not_retokenize(tmp_path):
+    calls, texts = [], toy_texts(20)
+    st1 = tokenize_corpus(texts, tok=CountingTok(calls), **FAST)
+    n = len(calls); assert n >= 1
+    st2 = tokenize_corpus(texts, tok=CountingTok(calls), **FAST)
+    assert len(calls) == n, 'second call tokenized again'
+    assert st2.path == st1.path and st2.path.parent == tmp_path/'cache'/'tokens'
+    assert all(st1.tokens(i) == st2.tokens(i) for i in range(20))
+    assert not list(st1.path.glob('*.part'))
+    tokenize_corpus(texts, tok=CountingTok(calls), rules=[], **FAST)       # other settings: other key
+    assert len(calls) > n
+
+def test_cache_false_writes_nothing(tmp_path):
+    st = tokenize_corpus(toy_texts(5), cache=False, **FAST)
+    assert st.path is None and not (tmp_path/'cache'/'tokens').exists() or not any((tmp_path/'cache'/'tokens').iterdir())
+
+def test_store_layout():
+    st = tokenize_corpus(["The cat sat.", "A DOG barked!"], **FAST)
+    assert st.ids.dtype == np.int32 and st.offsets.dtype == np.int64
+    assert st.tokens(0) == ['xxbos', 'xxmaj', 'the', 'cat', 'sat', '.']
+    assert st.tokens(1) == ['xxbos', 'a', 'xxup', 'dog', 'barked', '!']
+    assert st.lengths.sum() == st.n_tokens == len(st.ids)
+    assert pickle.loads(pickle.dumps(st)).tokens(1) == st.tokens(1)
+
+def test_corpus_path_cache_and_encoding_note(books):
+    with pytest.warns(UserWarning, match='latin-1'): st = tokenize_corpus(books, **FAST)
+    assert st.meta['encodings'] == {'a.txt': 'utf-8', 'sub/b.txt': 'latin-1'}
+    assert 'café' in st.tokens(1)
+    assert tokenize_corpus(books, **FAST).path == st.path                         # hit, no re-read warning needed
+    with pytest.warns(UserWarning, match='latin-1'): assert tokenize_corpus(books, split='para', **FAST).path != st.path
+
+def test_long_documents_and_workers():
+    long = ' '.join(['lorem ipsum dolor sit amet'] * 200)
+    ref = tokenize_corpus([long, 'short'], cache=False, **FAST)
+    pieces = tokenize_corpus([long, 'short'], cache=False, max_chars=300, **FAST)
+    assert pieces.tokens(0) == ref.tokens(0) and pieces.tokens(0).count('xxbos') == 1
+    mp = tokenize_corpus([long, 'short']*3, cache=False, progress=False, n_workers=2, max_chars=300, chunk_chars=1000)
+    assert [mp.tokens(i) for i in range(6)] == [ref.tokens(0), ref.tokens(1)]*3
+
+def test_progress_bar_path(capsys):
+    "The default progress bar (fastprogress) runs over the chunks without changing the result"
+    texts = toy_texts(30)
+    a = tokenize_corpus(texts, cache=False, progress=True, n_workers=0, chunk_chars=200)
+    b = tokenize_corpus(texts, cache=False, **FAST)
+    assert [a.tokens(i) for i in range(30)] == [b.tokens(i) for i in range(30)]
+
+def test_limits_and_bad_texts():
+    assert len(tokenize_corpus(toy_texts(10), max_docs=3, cache=False, **FAST)) == 3
+    assert len(tokenize_corpus(toy_texts(10), max_tokens=1, cache=False, **FAST)) == 1
+    with pytest.raises(UlmfitError, match='not strings'): tokenize_corpus(['a', float('nan')], **FAST)
+    with pytest.raises(UlmfitError, match='empty or blank'): tokenize_corpus(['a', ' '], **FAST)
+
+# ---------------------------------------------------------------- variable-length BPTT
+def test_var_bptt_lens_distribution():
+    ls = var_bptt_lens(500_000, bptt=70, seed=1)
+    assert ls.sum() == 500_000 and ls[0] == 95
+    mid = ls[1:-1]
+    assert mid.min() >= 5 and mid.max() <= 95 and len(set(mid.tolist())) > 20
+    assert abs(mid.mean() - 70) < 0.05*70                    # close to bptt ...
+    assert abs(mid.mean() - (0.975*70 - 0.5)) < 0.5          # ... as fastai 0.7's draw predicts
+    assert abs((mid < 50).mean() - 0.05) < 0.01
+    assert (var_bptt_lens(500_000, seed=1) == ls).all()
+
+def make_dl(**kw):
+    return VarLenLMDataLoader([torch.arange(0, 1500), torch.arange(1500, 3000)], bs=3, seq_len=20, **kw)
+
+def test_varlen_loader_stream_continuity():
+    dl = make_dl(seed=7)
+    n, plan = len(dl), dl.seq_lens.copy()
+    b = list(dl)
+    assert len(b) == n and [x.shape[1] for x, y in b] == plan.tolist() and len(set(plan.tolist())) > 3
+    for x, y in b: assert torch.equal(y, x+1)
+    for (x0, _), (x1, _) in zip(b, b[1:]): assert torch.equal(x1[:, 0], x0[:, -1]+1)
+    assert torch.equal(torch.cat([x for x, _ in b], 1).flatten(), torch.arange(3*dl.bl))   # no token lost or repeated
+    assert 3*dl.bl >= 3000 - 3
+
+def test_varlen_loader_epochs_and_seed():
+    dl = make_dl(seed=7)
+    e0 = [x.shape[1] for x, _ in dl]; assert len(dl) == len(dl.seq_lens)
+    e1 = [x.shape[1] for x, _ in dl]
+    assert e0 != e1 and sum(e0) == sum(e1) == dl.bl
+    assert [x.shape[1] for x, _ in make_dl(seed=7)] == e0
+    nd = dl.new(seq_len=25)
+    assert (nd.seed, nd.variable, nd.seq_len) == (7, True, 25)
+
+def test_varlen_fixed_mode_matches_lmdataloader():
+    items = [torch.arange(0, 1500), torch.arange(1500, 3000)]
+    a, b = list(VarLenLMDataLoader(items, bs=3, seq_len=20, variable=False)), list(LMDataLoader(items, bs=3, seq_len=20))
+    assert len(a) == len(b) and all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(a, b))
+
+# ---------------------------------------------------------------- DataLoaders
+def test_lm_dls_sources_vocab_and_batches(toy_df, tmp_path):
+    toy_df.to_csv(tmp_path/'t.csv', index=False)
+    dls = lm_dls(tmp_path/'t.csv', toy_texts(40, seed=1), bs=4, bptt=10, seed=0, **FAST)
+    assert len(dls.train_ds) + len(dls.valid_ds) == 100 and len(dls.valid_ds) == 10
+    assert dls.vocab[:9] == defaults.text_spec_tok and len(dls.vocab) % 8 == 0
+    x, y = dls.one_batch()
+    assert x.shape == (4, 10) and x.dtype == torch.int64 and torch.equal(x[:, 1:], y[:, :-1])
+
+def test_lm_dls_backwards_reverses(toy_df):
+    fwd = lm_dls(toy_df, bs=4, bptt=10, seed=0, **FAST)
+    bwd = lm_dls(toy_df, bs=4, bptt=10, seed=0, backwards=True, **FAST)
+    assert bwd.vocab == fwd.vocab
+    for i in range(3): assert torch.equal(bwd.train_ds[i][0], fwd.train_ds[i][0].flip(0))
+
+def test_lm_dls_var_bptt(toy_df):
+    dls = lm_dls(toy_df, bs=2, bptt=8, seed=0, var_bptt=True, **FAST)
+    assert isinstance(dls.train, VarLenLMDataLoader) and not dls.valid.variable
+    tr = [x.shape[1] for x, _ in dls.train]
+    assert len(set(tr)) > 1 and sum(tr) == dls.train.bl
+    assert {x.shape[1] for x, _ in dls.valid} <= set(range(1, 9))
+
+def test_lm_dls_small_valid_set_and_store_source():
+    dls = lm_dls(toy_texts(5), bs=2, bptt=5, seed=0, **FAST)          # 10% of 5 documents rounds to 0: one is kept
+    assert len(dls.valid_ds) == 1 and len(dls.train_ds) == 4
+    st = tokenize_corpus(toy_texts(30), max_docs=12, **FAST)
+    d = lm_dls(st, bs=2, bptt=5, seed=0, **FAST)
+    assert (len(d.train_ds), len(d.valid_ds)) == (11, 1)
+
+def test_lm_dls_errors():
+    with pytest.raises(UlmfitError, match='at least 2'): lm_dls(['just one'], **FAST)
+    with pytest.raises(UlmfitError, match="Can't read text"): lm_dls(42, **FAST)
+
+def test_clas_dls_reuses_lm_vocab_and_cache(toy_df):
+    calls = []
+    dls_lm = lm_dls(toy_df, toy_texts(40, seed=1), bs=4, bptt=10, seed=0, tok=CountingTok(calls), **FAST)
+    n = len(calls)
+    dls = clas_dls(toy_df, vocab=dls_lm, bs=8, bptt=10, seed=0, tok=CountingTok(calls), **FAST)
+    assert len(calls) == n, 'the labelled texts were tokenized a second time'
+    assert dls.vocab[0] == dls_lm.vocab and list(dls.vocab[1]) == ['neg', 'pos']
+    x, y = dls.one_batch()
+    assert x.shape[0] == 8 and y.shape == (8,)
+    # the same text gets the same ids in both DataLoaders
+    tid = lambda d: next(t for t in d.train_ds.tls[0].tfms.fs if isinstance(t, TokenIds))
+    assert torch.equal(tid(dls)(5), tid(dls_lm)(5))
+
+def test_clas_dls_errors(toy_df):
+    with pytest.raises(UlmfitError, match=r"Column\(s\) \['review'\] not in the DataFrame; its columns are \['text', 'label'\]"):
+        clas_dls(toy_df, text_col='review', vocab=None)
+    bad = toy_df.copy(); bad.loc[[1, 4, 9], 'label'] = None
+    with pytest.raises(UlmfitError, match=r"3 of 60 rows have no label in column 'label'.*dropna"): clas_dls(bad, vocab=None)
+    bad = toy_df.astype({'text': object}); bad.loc[2, 'text'] = 7
+    with pytest.raises(UlmfitError, match='not strings'): clas_dls(bad, vocab=None)
+    bad = toy_df.copy(); bad.loc[2, 'text'] = '   '
+    with pytest.raises(UlmfitError, match='empty or blank'): clas_dls(bad, vocab=None)
+    with pytest.raises(TypeError, match='vocab'): clas_dls(toy_df)
+    with pytest.raises(UlmfitError, match='list of token strings'): clas_dls(toy_df, vocab=5)
+
+def test_clas_dls_valid_col_and_backwards(toy_df):
+    df = toy_df.assign(is_valid=[i % 4 == 0 for i in range(60)])
+    fwd = clas_dls(df, vocab=None, valid_col='is_valid', bs=4, **FAST)
+    bwd = clas_dls(df, vocab=fwd.vocab[0], valid_col='is_valid', bs=4, backwards=True, **FAST)
+    assert len(fwd.valid_ds) == 15 and torch.equal(bwd.valid_ds[0][0], fwd.valid_ds[0][0].flip(0))
+
+# ---------------------------------------------------------------- with fastai's learners
+TINY = dict(emb_sz=16, n_hid=16, n_layers=2)
+
+def test_learners_train_predict_and_export(toy_df, tmp_path):
+    dls_lm = lm_dls(toy_df, bs=4, bptt=10, seed=0, var_bptt=True, **FAST)
+    lm = language_model_learner(dls_lm, AWD_LSTM, config={**awd_lstm_lm_config, **TINY}, pretrained=False)
+    with lm.no_bar(), lm.no_logging(): lm.fit(2)
+    assert lm.recorder.losses and all(np.isfinite(float(l)) for l in lm.recorder.losses)
+    dls = clas_dls(toy_df, vocab=dls_lm, bs=8, bptt=10, seed=0, **FAST)
+    learn = text_classifier_learner(dls, AWD_LSTM, seq_len=10, config={**awd_lstm_clas_config, **TINY}, pretrained=False)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    with learn.no_bar(): pred = learn.predict('A great movie!')
+    assert pred[0] in ('neg', 'pos')
+    learn.export(tmp_path/'clas.pkl')
+    assert (tmp_path/'clas.pkl').stat().st_size < 5_000_000
+    with load_learner(tmp_path/'clas.pkl').no_bar() as l2: assert l2.predict('A great movie!')[0] == pred[0]
+
+# ---------------------------------------------------------------- real data (slow)
+@pytest.mark.slow
+def test_gutenberg_streams_within_memory(shared_dataset):
+    import resource
+    src = shared_dataset('gutenberg_books')/'gutenberg_ece451.tar.xz'
+    t0 = time.time()
+    st = tokenize_corpus(src, max_tokens=2_000_000, progress=False)
+    dt = time.time() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
+    print(f'{st}: {dt:.0f} s, {st.n_tokens/dt:,.0f} tokens/s, peak RSS {rss:.0f} MiB')
+    assert st.n_tokens >= 2_000_000 and rss < 2000
+    t0 = time.time(); assert tokenize_corpus(src, max_tokens=2_000_000, progress=False).path == st.path
+    assert time.time() - t0 < 30
+    dls = lm_dls(st, bs=64, bptt=70, seed=0, var_bptt=True, progress=False)
+    assert len(dls.train) == len(dls.train.seq_lens) and dls.one_batch()[0].shape[0] == 64

@@ -1,0 +1,97 @@
+"Learner factories and the Stage-2/Stage-3 recipes, on tiny models (and TREC-6 when SLOW=1)."
+import re
+import numpy as np, pandas as pd, pytest, torch
+from fastai.text.all import accuracy, AWD_LSTM, TextBlock, DataBlock, CategoryBlock, ColReader, ColSplitter
+from ulmfit_ext import lm_learner
+from ulmfit_ext.core import UlmfitError
+from ulmfit_ext.learner import *
+from ulmfit_ext.learner import _toy_df, _toy_dls, tiny_cfg, _encoder_of
+
+@pytest.fixture(scope='module')
+def dls():
+    lm = _toy_dls(is_lm=True)
+    return lm, _toy_dls(vocab=lm.vocab)
+
+def test_top_level_import():
+    import ulmfit_ext
+    assert ulmfit_ext.lm_learner is lm_learner
+
+def test_paper_defaults(dls):
+    learn = lm_learner(dls[0])
+    enc = learn.model[0]
+    assert (enc.encoder.embedding_dim, enc.n_hid, enc.n_layers) == (400, 1152, 3)
+    learn.create_opt()
+    assert learn.opt.hypers[0]['mom'] == 0.7 and learn.opt.hypers[0]['sqr_mom'] == 0.99
+    clas = clas_learner(dls[1], encoder=learn)
+    assert clas.model[0].bptt == 70 and clas.model[0].max_len == 1400
+    lins = [m for m in clas.model[1].modules() if isinstance(m, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in lins] == [(1200, 50), (50, 2)]
+    assert clas.model[0].module.input_dp.p == pytest.approx(0.4)   # paper's classifier dropouts, not halved
+
+def test_groups_every_param_once(dls):
+    from ulmfit_ext.splitters import check_groups
+    for learn in (lm_learner(dls[0], config=tiny_cfg), clas_learner(dls[1], config=tiny_cfg)):
+        check_groups(learn.model, learn.splitter(learn.model))
+
+def test_vocab_mismatch_is_refused(dls):
+    other = _toy_dls(_toy_df(seed=3).assign(text=lambda d: d.text + ' zebra'), is_lm=True)
+    lm = lm_learner(other, config=tiny_cfg)
+    with pytest.raises(UlmfitError, match=r"differs from the encoder's .* vocab=dls_lm.vocab"):
+        clas_learner(dls[1], encoder=lm, config=tiny_cfg)
+
+def test_stage2_discriminative_spacing_read_from_optimizer(dls):
+    learn = lm_learner(dls[0], config=tiny_cfg)
+    finetune_lm(learn, 1, lr=1e-2)
+    lrs = np.array([h['lr'] for h in learn.opt.hypers])
+    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 2.6, rtol=1e-6)
+    g = learn.recorder.group_lrs
+    assert g.shape[1] == 4 and np.argmax(g[:, -1]) == int(np.floor(len(g) * 0.1))   # STLR peak at cut
+
+def test_stage3_ulmfit_learns_toy_task(dls):
+    from fastai.text.all import set_seed
+    set_seed(0)
+    lm = lm_learner(dls[0], config=tiny_cfg)
+    clas = clas_learner(dls[1], encoder=lm, config=tiny_cfg)
+    train_classifier(clas, 8, lr=3e-2)
+    assert clas.validate()[1] > 0.75
+
+@pytest.mark.parametrize('variant', list(clas_variants))
+def test_every_table7_variant_runs(dls, variant):
+    lm = lm_learner(dls[0], config=tiny_cfg)
+    clas = clas_learner(dls[1], encoder=None if variant == 'scratch' else lm, config=tiny_cfg)
+    before = {n: p.detach().clone() for n, p in clas.model.named_parameters()}
+    train_classifier(clas, 4, variant=variant)
+    changed = {n for n, p in clas.model.named_parameters() if not torch.equal(p, before[n])}
+    head = {n for n in before if n.startswith('1.')}
+    assert head <= changed                                   # every variant trains the head
+    if variant == 'last': assert changed == head             # ... and 'last' nothing else
+    else: assert any(n.startswith('0.module.encoder') for n in changed)
+
+def _read_trec(path, split):
+    f = path/('train_5500.label' if split == 'train' else 'TREC_10.label')
+    lines = f.read_bytes().decode('latin-1').splitlines()
+    rows = [(l.split(' ', 1)[1], l.split(':', 1)[0]) for l in lines if l.strip()]
+    return pd.DataFrame(rows, columns=['text', 'label'])
+
+@pytest.mark.slow
+def test_trec6_end_to_end(shared_dataset):
+    "Stage 2 + Stage 3 on the real TREC-6 data with a small model: accuracy well above the majority class"
+    from fastai.text.all import set_seed
+    p = shared_dataset('trec6')
+    names = [f.name for f in p.iterdir()]
+    if 'train_5500.label' not in names: pytest.skip(f'TREC-6 files not found in {p}: {names}')
+    set_seed(0)
+    tr, te = _read_trec(p, 'train'), _read_trec(p, 'test')
+    tr['is_valid'] = np.arange(len(tr)) % 10 == 0
+    lm_df = pd.concat([tr, te.assign(is_valid=False)])[['text', 'is_valid']]   # unlabelled test text may feed the LM
+    cfg = dict(emb_sz=100, n_hid=200, n_layers=2)
+    dls_lm = DataBlock(blocks=TextBlock.from_df('text', is_lm=True, seq_len=35), get_x=ColReader('text'), splitter=ColSplitter()).dataloaders(lm_df, bs=32, seq_len=35)
+    lm = finetune_lm(lm_learner(dls_lm, config=cfg), 4, lr=2e-2)
+    db = DataBlock(blocks=(TextBlock.from_df('text', vocab=dls_lm.vocab), CategoryBlock), get_x=ColReader('text'), get_y=ColReader('label'), splitter=ColSplitter())
+    dls = db.dataloaders(tr, bs=32)
+    clas = train_classifier(clas_learner(dls, encoder=lm, config=cfg), 6)
+    preds = clas.get_preds(dl=dls.test_dl(te.text))[0].argmax(1).numpy()
+    acc = (np.array(dls.vocab[1])[preds] == te.label.values).mean()
+    majority = te.label.value_counts(normalize=True).max()
+    print(f"TREC-6 test accuracy {acc:.3f} (majority class {majority:.3f})")
+    assert acc > majority + 0.3
