@@ -40,16 +40,19 @@ $(NEW)/.stamp: settings.ini setup.py
 dev-env: $(DEV)/.stamp
 new-env: $(NEW)/.stamp
 
+# Fingerprints of the notebooks and of the exported library, to tell whether a tool changed them.
+NB_SUMS = find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort | xargs sha256sum
+LIB_SUMS = { find ulmfit_ext -name '*.py' | sort | xargs sha256sum; sha256sum pyproject.toml; }
+
 check-clean: dev-env
 	@echo "== notebooks clean (nbdev_clean leaves no diff)"
-	@$(DEV)/bin/nbdev_clean
-	@git diff --quiet -- nbs || { git --no-pager diff --stat -- nbs; echo "Notebooks were not clean: nbdev_clean changed them (commit the cleaned notebooks)."; exit 1; }
+	@before="$$($(NB_SUMS))"; $(DEV)/bin/nbdev_clean; after="$$($(NB_SUMS))"; \
+	  [ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after") | grep '^>' ; echo "Notebooks were not clean: nbdev_clean changed the files above (commit the cleaned notebooks)."; exit 1; }
 
 check-export: dev-env
 	@echo "== library in sync (nbdev_export leaves no diff)"
-	@$(DEV)/bin/nbdev_export
-	@git diff --quiet -- ulmfit_ext pyproject.toml || { git --no-pager diff --stat -- ulmfit_ext pyproject.toml; echo "Library and notebooks are out of sync: run nbdev_export and commit."; exit 1; }
-	@test -z "$$(git status --porcelain -- ulmfit_ext)" || { git status --short -- ulmfit_ext; echo "nbdev_export wrote files that are not committed."; exit 1; }
+	@before="$$($(LIB_SUMS))"; $(DEV)/bin/nbdev_export; after="$$($(LIB_SUMS))"; \
+	  [ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after") | grep '^>' ; echo "Library and notebooks were out of sync: nbdev_export changed the files above (commit them)."; exit 1; }
 
 nbtest: dev-env
 	@echo "== nbdev_test (flags: $(if $(filter 1,$(SLOW)),slow,none))"
@@ -63,7 +66,7 @@ pytest-new: new-env
 	@echo "== pytest, newest-fastai environment ($$($(NEW)/bin/python -c 'import fastai,fastcore;print("fastai",fastai.__version__,"fastcore",fastcore.__version__)'))"
 	@$(NEW)/bin/python -m pytest $(PYTEST_ARGS) tests
 
-test: check-clean check-export nbtest pytest-dev pytest-new
+test: check-clean check-export nbtest $(if $(filter 1,$(SLOW)),docs-browser,) pytest-dev pytest-new
 	@echo "make test: all checks passed"
 
 demo: dev-env

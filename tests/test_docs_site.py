@@ -1,0 +1,142 @@
+"""The documentation site: the builder's pieces (fast), and the whole site built and loaded in headless Chromium (slow).
+
+The slow test builds the site into a temporary folder with `tools/docs.py` (executing every notebook), serves it locally
+and loads every page in Debian's `chromium` (`make docs-browser` installs it); it needs the development environment
+(nbdev, MkDocs), so it skips where they are missing (the newest-fastai environment).
+"""
+import importlib, importlib.util, json, os, re, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ONLY = os.environ.get('DOCS_ONLY')  # only while working on the docs: build and check just these pages
+SHOTS = Path(os.environ.get('DOCS_SHOTS', ROOT/'build'/'docs_shots'))
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT/'tools'/f'{name}.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+docs = _load('docs')
+
+# ---------------------------------------------------------------- fast: the builder's pieces
+def test_page_names():
+    test_cases = {'nbs/00_core.ipynb': 'core.md', 'nbs/index.ipynb': 'index.md', 'nbs/12b_io_more.ipynb': 'io_more.md',
+                  'nbs/tutorials/extending.ipynb': 'tutorials/extending.md'}
+    for nb, page in test_cases.items(): assert docs.page_name(ROOT/nb) == page
+
+def test_every_notebook_is_found():
+    found = {p.relative_to(ROOT).as_posix() for p in docs.find_notebooks()}
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT/'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts}
+    assert 'nbs/index.ipynb' in found
+    assert found == {p for p in on_disk if not any(s.startswith(('_', '.')) for s in p.split('/')[1:])}
+    mods = {docs.default_exp(ROOT/p) for p in found} - {None}
+    assert {'core', 'splitters'} <= mods
+
+def test_linkify():
+    links = {'check_range': ('api/core.md', 'check_range'), 'Learner.fit_stlr': ('api/schedules.md', 'learner.fit_stlr')}
+    md = ('Use `check_range` or `check_range()`, not `other`; see `Learner.fit_stlr`.\n'
+          '## `check_range` in a heading stays\n```python\n`check_range` in a fence stays\n```\n'
+          'Already [`check_range`](x.md) linked, ``check_range`` double ticks stay.')
+    out = docs.linkify(md, 'tutorials/extending.md', links).split('\n')
+    assert out[0] == ('Use [`check_range`](../api/core.md#check_range) or [`check_range()`](../api/core.md#check_range), '
+                      'not `other`; see [`Learner.fit_stlr`](../api/schedules.md#learner.fit_stlr).')
+    assert out[1:5] == md.split('\n')[1:5]
+    assert out[5] == md.split('\n')[5]
+    assert docs.linkify('`check_range`', 'api/core.md', links) == '[`check_range`](core.md#check_range)'
+    assert docs.linkify('`check_range`', 'api/core.md', links, skip_anchor='check_range') == '`check_range`'
+
+def test_clean_showdoc():
+    sd = ('---\n\n[source](https://github.com/x/y/blob/main/m.py#LNone){target="_blank" style="float:right"}\n\n'
+          '### Learner.fit_stlr\n\n```python\ndef fit_stlr(\n    n_epoch, # Epochs\n):\n```\n\n*Fit with `stlr`*')
+    out = docs.clean_showdoc(sd, level=2)
+    assert 'github.com' not in out and '[source]' not in out
+    assert '## Learner.fit_stlr { #learner.fit_stlr }' in out.split('\n')
+    assert '###' not in out and '    n_epoch, # Epochs' in out.split('\n')  # heading level changed, signature untouched
+
+def test_config_is_offline():
+    yaml = pytest.importorskip('yaml')
+    cfg = yaml.safe_load((ROOT/'docs'/'mkdocs.yml').read_text())
+    assert cfg['theme']['name'] == 'material' and cfg['theme']['font'] is False  # no Google Fonts
+    assert 'repo_url' not in cfg  # Material would fetch the repository's stars from the GitHub API
+    assert not [u for u in cfg.get('extra_javascript', []) + cfg.get('extra_css', []) if '//' in str(u)]
+    assert cfg['strict'] is True and cfg['validation']['anchors'] == 'warn'  # broken links and anchors fail the build
+
+def test_readme_is_the_landing_notebook():
+    nb2md = _load('nb2md')
+    readme = (ROOT/'README.md').read_text()
+    assert readme.split('\n', 2)[2] == nb2md.nb2md(ROOT/'nbs'/'index.ipynb'), \
+        'README.md is out of step with nbs/index.ipynb: run `make readme`'
+
+# ---------------------------------------------------------------- slow: build the site, load every page in Chromium
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    for m in ('nbdev', 'execnb', 'mkdocs', 'material', 'websocket'): pytest.importorskip(m)
+    out, work = tmp_path_factory.mktemp('site'), tmp_path_factory.mktemp('docs_work')
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'docs.py'), '--out', str(out), '--work', str(work)] + (['--only', ONLY] if ONLY else []),
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f'the docs build failed:\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}'
+    return out, work
+
+@pytest.fixture(scope='module')
+def browsed(site):
+    browser = _load('docs_browser')
+    if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
+    out, _ = site
+    if SHOTS.exists(): shutil.rmtree(SHOTS)
+    return browser.check_site(out, shots=SHOTS, api_page='api/core.html', search_term='splitter'), browser
+
+def _exported(modname):
+    "Anchor ids the API page of `modname` must have: one per name in `__all__` (and per patched/public method)"
+    sys.path.insert(0, str(ROOT))
+    return [docs.anchor(n) for n, _, _ in docs.exported(modname, docs.modidx())]
+
+@pytest.mark.slow
+def test_site_has_every_page_and_symbol(site):
+    out, work = site
+    pages = {p.relative_to(out).as_posix() for p in out.rglob('*.html')}
+    nbs, mods = docs.selection(ONLY)
+    for nb in nbs: assert docs.page_name(nb)[:-3] + '.html' in pages, nb
+    for m in mods:
+        page = f'api/{m.split(".", 1)[1].replace(".", "/")}.html'
+        assert page in pages, f'no API page for {m}'
+        html = (out/page).read_text()
+        for a in _exported(m): assert f'id="{a}"' in html, f'{page} has no entry for {a}'
+    index = (out/'index.html').read_text()
+    assert 'Paper-faithful ULMFiT' in index  # the landing page is nbs/index.ipynb
+    assert json.loads((out/'search'/'search_index.json').read_text())['docs'], 'empty search index'
+    for p in pages:  # offline: no page loads scripts, styles or fonts from the web
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', (out/p).read_text()), p
+    core = (out/'core.html').read_text()
+    assert 'class="language-python highlight"' in core and '<span class="k">' in core  # code highlighted by Pygments
+    outputs = sum((out/p).read_text().count('class="nb-output') for p in pages)
+    assert outputs > 0, 'no rendered notebook outputs'
+
+@pytest.mark.slow
+def test_browser_loads_every_page(site, browsed):
+    report, browser = browsed
+    assert report['problems'] == []
+    nbs, mods = docs.selection(ONLY)
+    assert len(report['pages']) >= len(nbs) + len(mods)
+    nav = {u.rsplit('/', 2)[-2] + '/' + u.rsplit('/', 1)[-1] if '/api/' in u or '/tutorials/' in u else u.rsplit('/', 1)[-1]
+           for u in report['nav']}
+    for nb in nbs: assert docs.page_name(nb)[:-3] + '.html' in nav, f'{nb} is not in the sidebar'
+    for m in mods: assert f'api/{m.split(".", 1)[1]}.html' in nav, f'the API page of {m} is not in the sidebar'
+    assert report['search']['hits'], 'the site search found nothing'
+    for page in ('index.html', 'api/core.html'):
+        shot = Path(report['screenshots'][page])
+        assert shot.exists() and not browser.blank_image(shot), shot
+
+@pytest.mark.slow
+def test_browser_check_catches_problems(tmp_path):
+    "The checker itself: a page with a broken link, a missing anchor, a console error and no sidebar is reported"
+    browser = _load('docs_browser')
+    pytest.importorskip('websocket')
+    if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
+    (tmp_path/'index.html').write_text('<html><body><h1 id="top">Hi</h1><a href="missing.html">x</a> '
+                                       '<a href="index.html#nowhere">y</a><script>console.error("boom")</script></body></html>')
+    problems = browser.check_site(tmp_path)['problems']
+    assert any('missing page missing.html' in p for p in problems), problems
+    assert any('missing anchor index.html#nowhere' in p for p in problems), problems
+    assert any('boom' in p for p in problems), problems
+    assert any('no navigation sidebar' in p for p in problems), problems
