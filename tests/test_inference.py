@@ -1,0 +1,209 @@
+"Tests of `ulmfit_ext.inference`: batch prediction, the forward+backward ensemble and stateful generation, on tiny models."
+import subprocess, sys
+import numpy as np, pandas as pd, pytest, torch
+from fastai.text.all import BaseTokenizer, UNK
+from ulmfit_ext.core import UlmfitError
+from ulmfit_ext.data import lm_dls, clas_dls
+from ulmfit_ext.learner import _toy_df, _toy_dls, tiny_cfg, lm_learner, clas_learner
+from ulmfit_ext.inference import (BiClassifier, LMState, as_predictor, backward_dls, generate, generate_ids,
+                                  predict_probs, predict_texts, _filter_logits)
+
+DKW = dict(tok=BaseTokenizer(), n_workers=0, progress=False, cache=False, seed=0)
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    "Tiny models run fastest on one thread on a shared machine; restore the setting afterwards"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def toy():
+    "Forward LM data, forward and backward classifiers (untrained, tiny) on one vocabulary"
+    df = _toy_df(100)
+    dls_lm = lm_dls(df, bs=8, bptt=10, **DKW)
+    dls_lm_b, dls_b = backward_dls(dls_lm, df, df, clas_kwargs=dict(valid_col='is_valid'), bs=8, bptt=10, **DKW)
+    dls_f = clas_dls(df, vocab=dls_lm.vocab, valid_col='is_valid', bs=8, bptt=10, **DKW)
+    torch.manual_seed(0)
+    return dict(df=df, dls_lm=dls_lm, dls_lm_b=dls_lm_b, f=clas_learner(dls_f, config=tiny_cfg, bptt=10),
+                b=clas_learner(dls_b, config=tiny_cfg, bptt=10), lm=lm_learner(dls_lm, config=tiny_cfg))
+
+def _texts(n=24, seed=0):
+    "Shuffled texts of very different lengths, 1 to 300 tokens"
+    rng = np.random.default_rng(seed)
+    words = 'good bad film the plot awful great is'.split()
+    lens = rng.permutation(np.r_[1, 2, 300, 150, rng.integers(1, 300, n-4)])
+    return [' '.join(rng.choice(words, size=int(k))) for k in lens]
+
+def test_order_matches_single_predictions(toy):
+    texts = _texts()
+    batched = predict_probs(toy['f'], texts, bs=5, chunk_size=7, progress=False)
+    single = np.concatenate([predict_probs(toy['f'], [t], progress=False) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert batched.std(0).max() > 1e-4   # the texts really get different predictions
+
+def test_chunks_bound_tokenization(toy):
+    "The input is tokenized `chunk_size` texts at a time, each text once"
+    p, seen = as_predictor(toy['f']), []
+    orig = p.tokenize
+    p.tokenize = lambda texts: (seen.append(len(texts)), orig(texts))[1]
+    out = predict_probs(p, _texts(), chunk_size=7, bs=3, progress=False)
+    assert seen == [7, 7, 7, 3] and out.shape == (24, 2) and out.dtype == np.float32
+
+def test_predict_texts_frame(toy):
+    s = pd.Series(_texts(6), index=[9, 8, 7, 'a', 'b', 'c'])
+    res = predict_texts(toy['f'], s, progress=False)
+    assert list(res.index) == list(s.index) and list(res.columns) == ['label', 'prob_neg', 'prob_pos']
+    probs = res[['prob_neg', 'prob_pos']].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert (res.label == np.where(probs[:, 1] > probs[:, 0], 'pos', 'neg')).all()
+    frame = predict_texts(toy['f'], pd.DataFrame({'review': s}), text_col='review', progress=False)
+    pd.testing.assert_frame_equal(frame, res)
+
+def test_backward_learner_reverses(toy):
+    p = as_predictor(toy['b'])
+    assert p.backwards and not as_predictor(toy['f']).backwards
+    assert p.vocab == as_predictor(toy['f']).vocab
+
+def test_ensemble_is_mean(toy):
+    texts = _texts()
+    ens = BiClassifier(toy['f'], toy['b'])
+    pf, pb = predict_probs(toy['f'], texts, progress=False), predict_probs(toy['b'], texts, progress=False)
+    np.testing.assert_allclose(predict_probs(ens, texts, bs=3, progress=False), (pf + pb) / 2, atol=1e-6)
+    assert not np.allclose(pf, pb, atol=1e-3)
+
+def test_ensemble_round_trip_fresh_process(toy, tmp_path):
+    texts = _texts()
+    ens = BiClassifier(toy['f'], toy['b'])
+    want = predict_probs(ens, texts, progress=False)
+    ens.save(tmp_path/'ens')
+    code = ("import sys, json, numpy as np, torch; torch.set_num_threads(1)\n"
+            "from ulmfit_ext.inference import BiClassifier, predict_probs\n"
+            "texts = json.load(open(sys.argv[1]))\n"
+            "np.save(sys.argv[2], predict_probs(BiClassifier.load(sys.argv[3]), texts, progress=False))")
+    (tmp_path/'texts.json').write_text(pd.Series(texts).to_json(orient='values'))
+    subprocess.run([sys.executable, '-c', code, str(tmp_path/'texts.json'), str(tmp_path/'p.npy'), str(tmp_path/'ens')], check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path/'p.npy'), want, atol=1e-6)
+    np.testing.assert_allclose(predict_probs(tmp_path/'ens', texts, progress=False), want, atol=1e-6)
+
+def test_ensemble_save_refuses_overwrite(toy, tmp_path):
+    ens = BiClassifier(toy['f'], toy['b'])
+    ens.save(tmp_path/'ens')
+    with pytest.raises(UlmfitError, match='overwrite=True'): ens.save(tmp_path/'ens')
+    ens.save(tmp_path/'ens', overwrite=True)
+    assert sorted(p.name for p in (tmp_path/'ens').iterdir()) == ['bwd', 'ensemble.json', 'fwd']
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]   # no temporary folders left behind
+    (tmp_path/'other').mkdir(); (tmp_path/'other'/'x.txt').write_text('x')
+    with pytest.raises(UlmfitError, match='not a ulmfit_ext ensemble folder'): ens.save(tmp_path/'other', overwrite=True)
+
+def test_ensemble_refusals(toy):
+    df = toy['df']
+    with pytest.raises(UlmfitError, match='Both classifiers read text forwards'): BiClassifier(toy['f'], toy['f'])
+    with pytest.raises(UlmfitError, match='Both classifiers read text backwards'): BiClassifier(toy['b'], toy['b'])
+    own = clas_dls(df, vocab=None, min_freq=1, valid_col='is_valid', bs=8, bptt=10, backwards=True, **DKW)
+    with pytest.raises(UlmfitError, match=r'different vocabularies .*first difference at index .*backward_dls'):
+        BiClassifier(toy['f'], clas_learner(own, config=tiny_cfg, bptt=10))
+    df3 = df.assign(label=df.label.map(dict(pos='yes', neg='no')))
+    other = clas_dls(df3, vocab=toy['dls_lm'].vocab, valid_col='is_valid', bs=8, bptt=10, backwards=True, **DKW)
+    with pytest.raises(UlmfitError, match=r"different label sets: \['neg', 'pos'\] \(forward\) vs \['no', 'yes'\]"):
+        BiClassifier(toy['f'], clas_learner(other, config=tiny_cfg, bptt=10))
+    assert not BiClassifier(toy['b'], toy['f']).fwd.backwards   # the pair may come in either order
+    from fastai.text.all import Tokenizer
+    pb = as_predictor(toy['b']); pb.tokenizer = Tokenizer(BaseTokenizer(), rules=[])
+    with pytest.raises(UlmfitError, match='different tokenizers'): BiClassifier(toy['f'], pb)
+
+def test_input_errors(toy):
+    f = toy['f']
+    with pytest.raises(UlmfitError, match='no texts'): predict_texts(f, [])
+    with pytest.raises(UlmfitError, match='no texts'): predict_texts(f, pd.Series([], dtype=object))
+    with pytest.raises(UlmfitError, match=r"position 2 is a int \(7\), not a string.*astype\(str\)"): predict_texts(f, ['a', 'b', 7])
+    with pytest.raises(UlmfitError, match=r"2 text\(s\) are missing \(NaN/None\), at index \['q', 's'\].*fillna\(''\).*dropna"):
+        predict_texts(f, pd.Series(['a', np.nan, 'b', None], index=list('pqrs')))
+    with pytest.raises(UlmfitError, match='not a single string'): predict_texts(f, 'a text')
+    with pytest.raises(UlmfitError, match="Column 'txt' is not in the DataFrame"): predict_texts(f, pd.DataFrame({'text': ['a']}), text_col='txt')
+
+def test_max_tokens_head_and_tail(toy):
+    long = _texts()[2]  # 300 tokens
+    full = predict_probs(toy['f'], [long], progress=False)
+    toks = as_predictor(toy['f']).tokenize([long])[0]
+    head = predict_probs(toy['f'], [' '.join(toks[1:20])], progress=False)   # toks[0] is xxbos, added again by the rules
+    np.testing.assert_allclose(predict_probs(toy['f'], [long], max_tokens=20, progress=False), head, atol=1e-5)
+    assert not np.allclose(predict_probs(toy['f'], [long], max_tokens=20, keep_end='tail', progress=False), full, atol=1e-6)
+
+def test_fastai_textblock_learner_and_bundle(tmp_path):
+    "A learner on fastai's own TextBlock DataLoaders works too, and predicts the same from its saved bundle"
+    from ulmfit_ext.io import save_classifier_bundle
+    dls = _toy_dls(_toy_df(60))
+    learn = clas_learner(dls, config=tiny_cfg, bptt=10)
+    texts = _texts(10)
+    want = predict_probs(learn, texts, bs=3, progress=False)
+    fastai = learn.get_preds(dl=dls.test_dl(texts))[0].numpy()
+    np.testing.assert_allclose(want, fastai, atol=1e-5)
+    save_classifier_bundle(learn, tmp_path/'b')
+    np.testing.assert_allclose(predict_probs(tmp_path/'b', texts, progress=False), want, atol=1e-6)
+
+def test_cached_state_matches_rereading(toy):
+    model = toy['lm'].model.eval()
+    p = as_predictor(toy['lm'])
+    prefix = p.numericalize(p.tokenize(['the film was very'])[0])
+    with torch.inference_mode():
+        st = LMState(model)
+        logits = st.feed(prefix)
+        for tok in [7, 3, 11, 20, 5]:
+            model.reset()
+            full = model(prefix[None])[0][0, -1]
+            assert torch.allclose(logits[0].softmax(-1), full.softmax(-1), atol=1e-6)
+            logits, prefix = st.feed(torch.tensor([tok])), torch.cat([prefix, torch.tensor([tok])])
+    model.reset()
+
+def test_generated_tokens_follow_cached_distribution(toy):
+    "The tokens `generate_ids` picks greedily are the argmax of the full re-read distribution at every step"
+    model = toy['lm'].model
+    p = as_predictor(toy['lm'])
+    ids = p.numericalize(p.tokenize(['a good'])[0])
+    new, _ = generate_ids(model, ids, n_words=8, temperature=0)
+    with torch.inference_mode():
+        for k in range(len(new)):
+            model.reset()
+            assert model(torch.cat([ids, torch.tensor(new[:k], dtype=torch.long)])[None])[0][0, -1].argmax().item() == new[k]
+    model.reset()
+
+def test_top_k_and_top_p():
+    lg = torch.tensor([[0., 1., 2., 3., 4.]]).log()
+    assert torch.isfinite(_filter_logits(lg, top_k=3))[0].tolist() == [False, False, True, True, True]
+    assert torch.isfinite(_filter_logits(lg, top_p=0.65))[0].tolist() == [False, False, False, True, True]   # .4+.3 reach .65
+    assert torch.isfinite(_filter_logits(lg, top_p=0.75))[0].tolist() == [False, False, True, True, True]
+
+def test_top_k_sampling_restricted(toy):
+    model, p = toy['lm'].model, as_predictor(toy['lm'])
+    ids = p.numericalize(p.tokenize(['the film'])[0])
+    with torch.inference_mode(): top = set(LMState(model.eval()).feed(ids)[0].topk(4).indices.tolist())
+    drawn = {generate_ids(model, ids, n_words=1, top_k=4, temperature=3., seed=s)[0][0] for s in range(50)}
+    assert drawn <= top and len(drawn) > 1
+
+def test_beam_search_beats_greedy(toy):
+    model, p = toy['lm'].model, as_predictor(toy['lm'])
+    ids = p.numericalize(p.tokenize(['the plot'])[0])
+    _, g = generate_ids(model, ids, n_words=6, temperature=0)
+    b_ids, b = generate_ids(model, ids, n_words=6, beam_size=4)
+    assert len(generate_ids(model, ids, n_words=9, seed=0)[0]) == 9
+    assert len(b_ids) == 6 and b >= g - 1e-5
+    # the reported score is the sequence's real log-probability (re-read from scratch)
+    with torch.inference_mode():
+        model.eval().reset()
+        lp = model(torch.cat([ids, torch.tensor(b_ids)])[None])[0][0].log_softmax(-1)
+    banned_free = lp[len(ids)-1:-1].gather(1, torch.tensor(b_ids)[:, None]).sum().item()
+    assert banned_free == pytest.approx(b, abs=1e-4)
+    model.reset()
+
+def test_generate_text(toy):
+    lm = toy['lm']
+    a = generate(lm, 'The film', n_words=12, seed=3)
+    assert a == generate(lm, 'The film', n_words=12, seed=3) and a.startswith('The film') and 'xxfake' not in a and 'xxbos' not in a
+    assert UNK not in generate(lm, 'The film', n_words=40, temperature=3., seed=0)
+    back = lm_learner(toy['dls_lm_b'], config=tiny_cfg)
+    assert generate(back, 'was great', n_words=4, seed=0).endswith('was great')
+    with pytest.raises(UlmfitError, match='is a classifier'): generate(toy['f'], 'the')
+    with pytest.raises(UlmfitError, match='is a language model'): predict_texts(lm, ['the'])
+    with pytest.raises(UlmfitError, match='`top_k`=0 is out of range'): generate(lm, 'the', top_k=0)

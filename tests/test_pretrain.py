@@ -1,0 +1,255 @@
+"Tests of Stage-1 pretraining: presets, checkpoints, resumption after a kill, refusals, the bundle for Stage 2, and `find_stage1`."
+import json, math, os, re, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pytest, torch
+from fastai.text.all import BaseTokenizer, Callback, Learner
+from ulmfit_ext.core import UlmfitError, dataset_path
+from ulmfit_ext.schedules import stlr
+from ulmfit_ext import pretrain as pt
+from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, checkpoints, load_checkpoint, pretrain_presets, fix_wikitext
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = dict(tok=BaseTokenizer(), n_workers=0, progress=False)
+SMALL = dict(preset='tiny', n_epoch=3, bs=8, bptt=10, min_freq=1, config=dict(emb_sz=16, n_hid=24, n_layers=2))
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    "One thread (2 shared cores), caches and data sets in tmp dirs"
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.fixture
+def corpus(tmp_path):
+    c = pt._toy_corpus(tmp_path/'corpus.txt', n=300)
+    v = pt._toy_corpus(tmp_path/'valid.txt', n=40, seed=1)
+    return c, v
+
+def _run(corpus, out, **kw): return pretrain_lm(corpus[0], out, valid=corpus[1], **{**SMALL, **FAST, **kw})
+
+class _Stop(Exception): pass
+
+class _StopAfter(Callback):
+    "Raise after epoch `n` (0-based) once its checkpoint is written: an interruption"
+    order = 99
+    def __init__(self, n): self.n = n
+    def after_epoch(self):
+        if self.epoch == self.n: raise _Stop('interrupted')
+
+class _CountEpochs(Callback):
+    "Count the epochs that really train (not those skipped on resumption)"
+    def __init__(self): self.trained = []
+    def after_train(self): self.trained.append(self.epoch)
+
+def test_presets():
+    assert set(pretrain_presets) == {'tiny', 'small', 'paper'}
+    assert pretrain_presets['paper']['config'] == dict(emb_sz=400, n_hid=1152, n_layers=3)
+    for p in pretrain_presets.values(): assert {'n_epoch', 'lr', 'bs', 'max_vocab', 'min_freq', 'max_tokens', 'config'} <= set(p)
+    with pytest.raises(UlmfitError, match="choose one of"): pretrain_lm('x', 'y', preset='huge')
+
+def test_dls_valid_file_and_random(corpus):
+    dls = pretrain_dls(corpus[0], corpus[1], bs=8, bptt=10, min_freq=1, **FAST)
+    assert len(dls.train.items) == 300 and len(dls.valid.items) == 40
+    dls2 = pretrain_dls(corpus[0], None, bs=8, bptt=10, min_freq=1, valid_pct=0.2, seed=1, **FAST)
+    assert len(dls2.valid.items) == 60 and len(dls2.train.items) == 240
+    dls3 = pretrain_dls(corpus[0], None, bs=8, bptt=10, min_freq=1, valid_pct=0.2, seed=1, **FAST)
+    assert list(dls3.valid.dataset.items) == list(dls2.valid.dataset.items) and len(dls2.valid.dataset.items) == 60   # the split is reproducible, as resumption needs
+
+def test_vocab_limits(corpus):
+    dls = pretrain_dls(corpus[0], corpus[1], bs=8, bptt=10, min_freq=1, max_vocab=10, **FAST)
+    assert len(dls.vocab) <= 10 + 8   # fastai pads the vocabulary to a multiple of 8
+    big = pretrain_dls(corpus[0], corpus[1], bs=8, bptt=10, min_freq=1, **FAST)
+    assert len(big.vocab) > len(dls.vocab)
+
+def test_fix_wikitext():
+    assert fix_wikitext('the 1 @,@ 000 @-@ strong <unk> army') == 'the 1,000-strong xxunk army'
+
+def test_full_run_outputs(corpus, tmp_path):
+    out = tmp_path/'run'
+    res = _run(corpus, out)
+    m = json.loads((out/'metrics.json').read_text())
+    assert [h['epoch'] for h in m['epochs']] == [1, 2, 3] and m['n_epoch'] == 3
+    for h in m['epochs']: assert math.isclose(h['perplexity'], math.exp(h['valid_loss']), rel_tol=1e-4)
+    assert m['epochs'][-1]['valid_loss'] < m['epochs'][0]['valid_loss']   # it learns the toy grammar
+    assert m['perplexity'] == res.perplexity and m['data']['valid_docs'] == 40
+    assert (out/'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    b = pt.load_bundle(out/'bundle') if hasattr(pt, 'load_bundle') else __import__('ulmfit_ext.io', fromlist=['x']).load_bundle(out/'bundle')
+    assert b.kind == 'lm' and b.config['awd_lstm']['n_hid'] == 24
+    assert b.provenance['metrics']['perplexity'] == m['perplexity'] and b.provenance['data']['preset'] == 'tiny'
+    # the STLR schedule of the whole run: one triangle over all iterations
+    lrs, T = np.array(load_checkpoint(out/'checkpoints')['lrs']), len(res.learn.dls.train)*3
+    assert len(lrs) == T and np.allclose(lrs, stlr(np.arange(T), T, pretrain_presets['tiny']['lr'], 0.1, 32))
+    assert not list((out/'checkpoints').glob('.*.part')) and len(checkpoints(out/'checkpoints')) == 2   # keep=2
+
+def test_refuses_to_clobber_finished(corpus, tmp_path):
+    out = tmp_path/'run'
+    _run(corpus, out, n_epoch=1)
+    with pytest.raises(UlmfitError, match='finished pretraining run'): _run(corpus, out, n_epoch=1)
+    before = (out/'metrics.json').stat().st_mtime_ns
+    res = _run(corpus, out, n_epoch=1, overwrite=True)
+    assert (out/'metrics.json').stat().st_mtime_ns != before and res.metrics['runs'] == 1
+
+def test_resume_in_process_matches_uninterrupted(corpus, tmp_path):
+    "Interrupted after epoch 1 and resumed: same learning rates at every iteration, same epochs, same final weights"
+    ref = _run(corpus, tmp_path/'ref')
+    with pytest.raises(_Stop): _run(corpus, tmp_path/'cut', cbs=[_StopAfter(0)])
+    ck = load_checkpoint(tmp_path/'cut'/'checkpoints')
+    assert ck['epoch'] == 1 and not (tmp_path/'cut'/'metrics.json').exists()
+    cnt = _CountEpochs()
+    res = _run(corpus, tmp_path/'cut', cbs=[cnt])
+    assert cnt.trained == [1, 2]   # 0-based: epochs 2 and 3, not 1 again
+    n = len(res.learn.dls.train)
+    lr_ref = load_checkpoint(tmp_path/'ref'/'checkpoints')['lrs']
+    lr_cut = load_checkpoint(tmp_path/'cut'/'checkpoints')['lrs']
+    assert len(lr_cut) == len(lr_ref) == 3*n
+    assert lr_cut[n] == lr_ref[n]   # the first rate after resuming is the uninterrupted run's
+    assert np.allclose(lr_cut, lr_ref)
+    assert [h['run'] for h in res.metrics['epochs']] == [0, 1, 1]
+    sd_ref, sd_cut = ref.learn.model.state_dict(), res.learn.model.state_dict()
+    assert all(torch.allclose(sd_ref[k], sd_cut[k], atol=1e-5) for k in sd_ref)
+
+def test_resume_after_last_epoch_only_finishes(corpus, tmp_path):
+    "Killed after the last checkpoint but before the bundle: resuming trains nothing and writes the outputs"
+    out = tmp_path/'cut'
+    with pytest.raises(_Stop): _run(corpus, out, n_epoch=1, cbs=[_StopAfter(0)])
+    assert not (out/'bundle').exists()
+    cnt = _CountEpochs()
+    res = _run(corpus, out, n_epoch=1, cbs=[cnt])
+    assert cnt.trained == [] and (out/'bundle'/'weights.pth').exists() and res.metrics['n_epoch'] == 1
+
+def test_resume_refuses_other_settings(corpus, tmp_path):
+    out = tmp_path/'cut'
+    with pytest.raises(_Stop): _run(corpus, out, cbs=[_StopAfter(0)])
+    with pytest.raises(UlmfitError, match=r"other settings \(lr: 0.005 then, 0.02 now"): _run(corpus, out, lr=2e-2)
+    with pytest.raises(UlmfitError, match="n_epoch: 3 then, 4 now"): _run(corpus, out, n_epoch=4)
+    with pytest.raises(UlmfitError, match="unfinished run. Pass `resume=True`"): _run(corpus, out, resume=False)
+    res = _run(corpus, out, progress=True)   # display settings may differ: it resumes
+    assert [h['run'] for h in res.metrics['epochs']] == [0, 1, 1]
+    res = _run(corpus, out, resume=False, overwrite=True)   # starts over
+    assert [h['run'] for h in res.metrics['epochs']] == [0, 0, 0]
+
+_CHILD = """
+import time, torch; torch.set_num_threads(1)
+from fastai.text.all import BaseTokenizer, Callback
+from ulmfit_ext.pretrain import pretrain_lm
+class Slow(Callback):
+    order = 99
+    def after_epoch(self):
+        if self.epoch == 0: time.sleep(600)   # the kill comes here, after the epoch-1 checkpoint
+pretrain_lm({c!r}, {o!r}, valid={v!r}, cbs=[Slow()], tok=BaseTokenizer(), n_workers=0, progress=False, **{kw!r})
+"""
+
+def test_kill_and_resume_subprocess(corpus, tmp_path):
+    "SIGKILL a pretraining process right after its first checkpoint; resuming trains epochs 2..n only"
+    out = tmp_path/'killed'
+    code = _CHILD.format(c=str(corpus[0]), o=str(out), v=str(corpus[1]), kw=SMALL)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck1, t0 = out/'checkpoints'/'epoch_001.pth', time.time()
+    try:
+        while not ck1.exists():
+            assert proc.poll() is None, f"the pretraining process ended early: {proc.stderr.read().decode()[-2000:]}"
+            assert time.time() - t0 < 300, "no checkpoint after 300 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL); proc.wait(); proc.stderr.close()
+    assert [f.name for f in checkpoints(out/'checkpoints')] == ['epoch_001.pth']
+    assert not list((out/'checkpoints').glob('.*.part'))   # the file appeared complete, by rename
+    assert load_checkpoint(out/'checkpoints')['epoch'] == 1
+    (out/'checkpoints'/'.epoch_002.pth.x1y2.part').write_bytes(b'half a file')   # as if killed in the middle of a write
+    cnt = _CountEpochs()
+    res = _run(corpus, out, cbs=[cnt])
+    assert cnt.trained == [1, 2] and 1 + len(cnt.trained) == SMALL['n_epoch']   # epochs 2 and 3 here, epoch 1 in the killed process
+    assert [h['epoch'] for h in res.metrics['epochs']] == [1, 2, 3] and [h['run'] for h in res.metrics['epochs']] == [0, 1, 1]
+    assert (out/'bundle'/'weights.pth').exists() and (out/'metrics.json').exists()
+    assert not list((out/'checkpoints').glob('.*.part'))
+
+def test_stage2_loads_bundle(corpus, tmp_path, capsys):
+    "pretrain tiny -> lm_learner on another corpus with pretrained=bundle -> the remap report shows shared tokens"
+    from ulmfit_ext.data import lm_dls
+    from ulmfit_ext.learner import lm_learner
+    res = _run(corpus, tmp_path/'run', n_epoch=1)
+    other = tmp_path/'task.txt'
+    other.write_text('\n\n'.join(f"the cat sees a new word{i % 7} on the road ." for i in range(60)))
+    dls = lm_dls(other, bs=4, bptt=8, min_freq=1, split='para', seed=0, **FAST)
+    learn = lm_learner(dls, config=SMALL['config'], pretrained=res.bundle)
+    assert re.search(r"Vocabulary remap: \d+ of \d+ tokens", capsys.readouterr().out)
+    enc = learn.model[0].encoder.weight.detach()
+    src = dict(zip(res.learn.dls.vocab, res.learn.model[0].encoder.weight.detach()))
+    shared = [i for i, t in enumerate(learn.dls.vocab) if t in src and not t.startswith('xxfake')]
+    assert 'cat' in [learn.dls.vocab[i] for i in shared] and 'word3' not in src
+    assert all(torch.equal(enc[i], src[learn.dls.vocab[i]]) for i in shared)
+
+# --- find_stage1 -------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_outside(tmp_path, monkeypatch):
+    "No shared data, no corpus variable, no fastai weights: every branch must be switched on by the test"
+    monkeypatch.setenv('ULMFIT_DATA', str(tmp_path/'no_data'))
+    monkeypatch.delenv('ULMFIT_CORPUS', raising=False)
+    monkeypatch.setattr(pt, 'fastai_path', lambda k: tmp_path/'fastai'/k)
+    def offline(*a, **k): raise UlmfitError("Could not download fastai's WikiText-103 weights (URLError: offline)")
+    monkeypatch.setattr(pt, 'wt103_files', offline)
+
+def _fake_bundle(folder):
+    folder.mkdir(parents=True)
+    (folder/'config.json').write_text(json.dumps({'format': 'ulmfit_ext.bundle'}))
+    return folder
+
+def test_find_stage1_none(no_outside, capsys):
+    r = find_stage1()
+    assert r.kind == 'none' and r.path is None and len(r.skipped) == 4
+    out = capsys.readouterr().out
+    assert "task's own text" in out and 'skipped: no `bundle=` given' in out and 'WikiText-103 weights are not available' in out
+
+def test_find_stage1_named_bundle(no_outside, tmp_path):
+    b = _fake_bundle(tmp_path/'run'/'bundle')
+    r = find_stage1(bundle=tmp_path/'run', verbose=False)
+    assert r.kind == 'bundle' and r.path == b and r.skipped == []
+    with pytest.raises(UlmfitError, match='is not a ulmfit_ext bundle'): find_stage1(bundle=tmp_path/'nope')
+
+def test_find_stage1_cache(no_outside, tmp_path):
+    _fake_bundle(Path(os.environ['ULMFIT_CACHE'])/'stage1'/'fwd'/'bundle')
+    r = find_stage1(verbose=False)
+    assert r.kind == 'cache' and r.path.name == 'bundle'
+    assert find_stage1(cache=False, verbose=False).kind == 'none'
+    assert find_stage1(backwards=True, verbose=False).kind == 'none'   # the backward model has its own key
+
+def test_find_stage1_wt103(no_outside, tmp_path, monkeypatch):
+    d = tmp_path/'dl'/'wt103-fwd'; d.mkdir(parents=True)
+    calls = []
+    def fake(backwards=False, path=None, timeout=5.):
+        calls.append((backwards, path, timeout))
+        return d/'lstm_fwd.pth', d/'itos_wt103.pkl'
+    monkeypatch.setattr(pt, 'wt103_files', fake)
+    r = find_stage1(timeout=0.5, verbose=False)
+    assert r.kind == 'wt103' and r.path == d and calls == [(False, None, 0.5)]
+    r = find_stage1(allow_download=False, verbose=False)   # nothing in fastai's folder and no download: skipped
+    assert r.kind == 'none' and 'downloading is off' in r.skipped[2] and len(calls) == 1
+
+def test_find_stage1_corpus(no_outside, tmp_path, monkeypatch, corpus):
+    r = find_stage1(corpus=corpus[0], verbose=False)
+    assert r.kind == 'corpus' and r.path == corpus[0]
+    with pytest.raises(UlmfitError, match='does not exist'): find_stage1(corpus=tmp_path/'missing.txt')
+    monkeypatch.setenv('ULMFIT_CORPUS', str(corpus[1]))
+    assert find_stage1(verbose=False).path == corpus[1]
+    monkeypatch.setenv('ULMFIT_CORPUS', str(tmp_path/'gone'))
+    assert 'names a missing path' in find_stage1(verbose=False).skipped[-1]
+    monkeypatch.delenv('ULMFIT_CORPUS')
+    g = tmp_path/'no_data'/'gutenberg_books'; g.mkdir(parents=True)
+    assert find_stage1(verbose=False).path == g
+
+# --- real data (SLOW=1) ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_pretrain_tiny_gutenberg(shared_dataset, tmp_path):
+    "Pretrain 'tiny' on a slice of the Gutenberg books; perplexity on WikiText-2 valid"
+    from fastai.text.all import defaults
+    books, wt2 = shared_dataset('gutenberg_books'), shared_dataset('wikitext2')
+    t0 = time.time()
+    res = pretrain_lm(books/'gutenberg_ece451.tar.xz', tmp_path/'gut', preset='tiny', valid=wt2/'valid.txt',
+                      valid_rules=[fix_wikitext, *defaults.text_proc_rules], n_workers=1)
+    print(res, f'{time.time()-t0:.0f} s', res.metrics['epochs'], res.metrics['data'])
+    ppl = [h['perplexity'] for h in res.metrics['epochs']]
+    assert ppl[-1] < ppl[0] and ppl[-1] < 1000
