@@ -70,7 +70,7 @@ test: check-clean check-export nbtest $(if $(filter 1,$(SLOW)),docs-browser,) py
 	@echo "make test: all checks passed"
 
 demo: dev-env
-	@$(DEV)/bin/python -m ulmfit_ext.demo
+	@$(DEV)/bin/python -m ulmfit_ext.demo --overwrite  # results of an earlier `make demo` in runs/demo are replaced
 
 clean-envs:
 	rm -rf $(DEV) $(NEW)
