@@ -1,5 +1,5 @@
 "Shared pytest set-up: the `slow` marker and the location of the shared data sets."
-import os, pytest
+import os, pytest, torch
 from ulmfit_ext.core import dataset_path
 
 def pytest_configure(config):
@@ -19,3 +19,11 @@ def shared_dataset():
         if p is None: pytest.skip(f'../shared/datasets/{name} is not on this machine (set ULMFIT_DATA to point at it)')
         return p
     return _get
+
+@pytest.fixture(autouse=True, scope='session')
+def one_thread():
+    "The test models are tiny: extra torch threads only fight over a shared CPU; restore the setting afterwards"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -10,14 +10,6 @@ from ulmfit_ext.inference import (BiClassifier, LMState, as_predictor, backward_
 
 DKW = dict(tok=BaseTokenizer(), n_workers=0, progress=False, cache=False, seed=0)
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny models run fastest on one thread on a shared machine; restore the setting afterwards"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 @pytest.fixture(scope='module')
 def toy():
     "Forward LM data, forward and backward classifiers (untrained, tiny) on one vocabulary"

@@ -10,14 +10,6 @@ from ulmfit_ext.schedules import _cut
 
 NB = 10  # training batches per epoch of the tiny learner
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "The models are tiny: extra torch threads only fight over a shared CPU"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 def tiny_learner(seed=0, **kwargs):
     "A 4-group AWD-LSTM classifier (embedding, 2 LSTMs, head) on random token ids, `NB` batches per epoch"
     set_seed(seed)
