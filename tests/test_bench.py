@@ -1,0 +1,41 @@
+"The benchmark scripts run end to end (slow): BENCH_SMOKE shrinks the data, epochs and Stage-1 LM, so this checks the scripts, not the results."
+import json, os, re, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+def _run(script, args, tmp_path, timeout=1500):
+    env = dict(os.environ, BENCH_SMOKE='1', BENCH_RESULTS=str(tmp_path/'results'), ULMFIT_CACHE=str(tmp_path/'cache'), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, str(ROOT/'bench'/script), '--threads', '1', *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+def _errors(md, row):
+    "The numbers in the table row that starts with `row`"
+    line = next(l for l in md.splitlines() if l.startswith(f'| {row} |'))
+    return [float(x) for x in re.findall(r'\b\d+\.\d+\b', line)]
+
+@pytest.fixture
+def shared_all(shared_dataset):
+    for name in ('trec6', 'gutenberg_books', 'wikitext2'): shared_dataset(name)
+
+def test_bench_accuracy_smoke(tmp_path, shared_all):
+    _run('bench_accuracy.py', ['--data', 'trec6', '--quick', '--skip', 'minilm'], tmp_path)
+    res = tmp_path/'results'
+    md = (res/'accuracy_trec6_quick.md').read_text()
+    assert 'SMOKE TEST' in md and (res/'accuracy_trec6_quick.png').stat().st_size > 1000
+    for row in ('ulmfit fwd', 'ulmfit bwd', 'ulmfit fwd+bwd', 'fastai stock', 'scratch', 'tfidf'):
+        err = _errors(md, row)[0]; assert 0 <= err <= 100, (row, err)
+    j = json.loads((res/'accuracy_trec6_quick.json').read_text())
+    assert len(j['results']['ulmfit fwd']) == 1 and 0 <= j['results']['tfidf'][0]['test_acc'] <= 1
+
+def test_bench_ablations_and_lowshot_smoke(tmp_path, shared_all):
+    _run('bench_ablations.py', ['--quick'], tmp_path)
+    md = (tmp_path/'results'/'ablations_trec6_quick.md').read_text()
+    for row, paper in (('chain-thaw', 6.71), ('freez+cos', 6.38), ('without pretraining', 10.67)):
+        assert _errors(md, row)[-1] == paper    # the paper's TREC-6 column sits beside ours
+    _run('bench_lowshot.py', ['--quick'], tmp_path)
+    md = (tmp_path/'results'/'lowshot_trec6_quick.md').read_text()
+    assert '| 100 |' in md and (tmp_path/'results'/'lowshot_trec6_quick.png').exists()
