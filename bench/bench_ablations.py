@@ -2,7 +2,7 @@
 
     python bench/bench_ablations.py                 # full: TREC-6, 2 seeds                      (about 60 min on 2 cores)
     python bench/bench_ablations.py --quick         # TREC-6, 1 seed, fewer epochs              (about 15 min)
-    python bench/bench_ablations.py --data imdb --quick   # an IMDb subset (1k train / 1k test reviews, first 256 words)
+    python bench/bench_ablations.py --data imdb --quick   # an IMDb subset (500 train / 500 test reviews, first 200 words)
 
 Table 4: ULMFiT with and without Stage-1 pretraining. Table 6: how the LM is fine-tuned (none, full, full+discr,
 full+discr+stlr), each followed by the ULMFiT classifier recipe. Table 7: how the classifier is fine-tuned (from scratch,

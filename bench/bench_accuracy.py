@@ -23,7 +23,7 @@ SETTINGS = {  # same for every AWD-LSTM contender; cfg comes from the Stage-1 bu
     'imdb':  dict(bs=32, bptt=70, max_vocab=30_000, drop_mult=0.5, lm_epochs=2, lm_lr=1e-2, clas_epochs=6, clas_lr=1e-2,
                   minilm=dict(epochs=2, lr=5e-5, bs=16, max_len=256)),
 }
-QUICK = {'trec6': dict(lm_epochs=5, clas_epochs=8, minilm=dict(epochs=1, lr=1e-4, bs=32, max_len=64)), 'imdb': dict()}
+QUICK = {'trec6': dict(lm_epochs=5, clas_epochs=8, minilm=dict(epochs=1, lr=1e-4, bs=32, max_len=64)), 'imdb': dict(minilm=dict(epochs=1, lr=5e-5, bs=16, max_len=256))}
 SCRATCH_LRS = (3e-3, 1e-2, 3e-2)   # from-scratch classifier: lr picked on the validation split (seed 0)
 CLAS_LRS = (1e-2, 3e-2)            # ULMFiT and stock classifiers: the paper's 0.01 or 0.03, picked on the validation split (seed 0, forward)
 CONTENDERS = ('ulmfit', 'stock', 'scratch', 'tfidf', 'minilm')
@@ -38,7 +38,7 @@ def load(data, quick, seed=0):
 
 def _load(data, quick, seed=0):
     if data == 'trec6': return C.trec6(seed=seed), "TREC-6 official split: 4,907 train / 545 valid (10 % of train, stratified) / 500 test"
-    n_tr, n_te, words = (1000, 1000, 256) if quick else (None, None, None)
+    n_tr, n_te, words = (500, 500, 200) if quick else (None, None, None)
     df = C.imdb(n_train=n_tr, n_test=n_te, seed=seed)
     if words: df['text'] = df.text.str.split().str[:words].str.join(' ')
     d = df.split.value_counts()
@@ -85,8 +85,9 @@ def run(args):
             res['minilm'].append(r); log(f"seed {seed} MiniLM: valid {r['valid_acc']:.4f} test {r['test_acc']:.4f}")
     if 'tfidf' not in args.skip:   # deterministic: one fit
         t = time.time(); r = C.tfidf(df); times['tfidf'].append(time.time() - t); res['tfidf'].append(r); log(f"TF-IDF: C={r['C']} test {r['test_acc']:.4f}")
-    C.save_json(dict(settings={k: v for k, v in s.items()}, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times),
-                C.RESULTS/f"accuracy_{args.data}{'_quick' if args.quick else ''}.raw.json")   # kept even if the report fails
+    part = '+'.join(c for c in CONTENDERS if c not in args.skip)   # runs of different contenders (e.g. in parallel) merge in the report
+    C.save_json(dict(settings=s, desc=desc, seeds=seeds, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times),
+                C.RESULTS/f"{_name(args)}.{part}.raw.json")
     return s, desc, seeds, res, times
 
 NOTES = {'ulmfit fwd': 'this package: `finetune_lm` (discr + STLR) then `train_classifier` (gradual unfreezing, discr, STLR)',
@@ -97,7 +98,21 @@ NOTES = {'ulmfit fwd': 'this package: `finetune_lm` (discr + STLR) then `train_c
          'tfidf': 'word 1-2-grams, sublinear tf, logistic regression; C chosen on valid',
          'minilm': 'all-MiniLM-L6-v2 fine-tuned end to end, mean pooling + linear head'}
 
+def _name(args): return f"accuracy_{args.data}{'_quick' if args.quick else ''}"
+
+def _merged(args, s, desc, seeds, res, times):
+    "Results of this run plus those of other runs of the same benchmark with other contenders (`*.raw.json` beside the results)"
+    import json
+    for f in sorted(C.RESULTS.glob(f"{_name(args)}.*.raw.json")):
+        r = json.loads(f.read_text())
+        if r['desc'] != desc or r['seeds'] != seeds: continue
+        for k, v in r['results'].items():
+            if v and not res[k]: res[k], times[k] = v, r['times'][k]; print(f"merged {k} from {f.name}")
+        s = {**r['settings'], **s}
+    return s, res, times
+
 def report(args, s, desc, seeds, res, times):
+    s, res, times = _merged(args, s, desc, seeds, res, times)
     rows = ['| contender | test error % (mean ± sd over seeds) | test acc per seed | valid acc (mean) | train+predict s (mean) | what |', '|---|---:|---|---:|---:|---|']
     for k, rs in res.items():
         if not rs: continue
@@ -109,7 +124,7 @@ def report(args, s, desc, seeds, res, times):
     extra = (f"- data: {desc}\n- seeds: {seeds} (TF-IDF is deterministic: one fit)\n- Stage 1: {C.stage1_desc()}, AWD-LSTM {pub}\n"
              f"- settings (every AWD-LSTM contender): { {k: v for k, v in s.items() if k != 'minilm'} }\n- MiniLM: {s['minilm']}\n")
     md = C.header(f"Accuracy against the alternatives: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(rows) + '\n'
-    name = f"accuracy_{args.data}{'_quick' if args.quick else ''}"
+    name = _name(args)
     (C.RESULTS/f'{name}.md').write_text(md)
     C.save_json(dict(settings=s, desc=desc, seeds=seeds, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times), C.RESULTS/f'{name}.json')
     _plot(res, times, C.RESULTS/f'{name}.png', args)
@@ -128,7 +143,7 @@ def _plot(res, times, path, args):
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', choices=('trec6', 'imdb'), default='trec6')
-    p.add_argument('--quick', action='store_true', help='one seed and fewer epochs (TREC-6) or a 1k/1k subset (IMDb)')
+    p.add_argument('--quick', action='store_true', help='one seed and fewer epochs (TREC-6), or a 500 train / 500 test subset cut to 200 words (IMDb)')
     p.add_argument('--seeds', type=int, default=None, help='number of seeds (default 3, or 1 with --quick)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
     p.add_argument('--skip', nargs='*', default=[], choices=CONTENDERS, help='contenders to leave out')

@@ -4,7 +4,7 @@ labels are not used ("semi-supervised"), against the same classifier trained fro
 
     python bench/bench_lowshot.py                          # TREC-6: 100, 200, 500, 1000, all (4,907) labels, 1 seed  (about 40 min)
     python bench/bench_lowshot.py --quick                  # TREC-6: 100, 500, all; fewer epochs                      (about 12 min)
-    python bench/bench_lowshot.py --data imdb --quick      # IMDb subset: 100, 200, 500, 900 labels + 2,000 unlabelled reviews
+    python bench/bench_lowshot.py --data imdb --quick --unsup 1000   # IMDb subset: 100, 200, 450 labels + 1,000 unlabelled reviews
 
 Subsets are balanced over labels and seeded; the validation split (10 % of the official training set) and the test set
 are fixed for every size, as in the paper. The classifier's batch size shrinks (n/10, at least 16) and its epoch count grows for small sets so
@@ -18,7 +18,7 @@ import common as C
 from bench_accuracy import SETTINGS, QUICK, load
 
 SIZES = {'trec6': [100, 200, 500, 1000, None], 'imdb': [100, 200, 500, None]}
-QUICK_SIZES = {'trec6': [100, 500, None], 'imdb': [100, 200, 500, None]}
+QUICK_SIZES = {'trec6': [100, 500, None], 'imdb': [100, 200, None]}
 SCRATCH_LR, MIN_STEPS = 3e-2, 150
 
 def _small(n, s) -> dict:
@@ -31,7 +31,7 @@ def run(args):
     s = {**SETTINGS[args.data], **(QUICK[args.data] if args.quick else {})}
     if args.data == 'imdb' and args.unsup:   # unlabelled reviews for the semi-supervised LM, cut like the labelled ones
         u = C.imdb_unsup(args.unsup)
-        if args.quick: u = u.assign(text=u.text.str.split().str[:256].str.join(' '))
+        if args.quick: u = u.assign(text=u.text.str.split().str[:200].str.join(' '))
         df = C.pd.concat([df, u], ignore_index=True); desc += f" + {len(u)} unlabelled reviews (split 'unsup', LM only)"
     fwd = C.stage1_bundle(); s['cfg'] = C.stage1_config(fwd)
     sizes = (QUICK_SIZES if args.quick else SIZES)[args.data]

@@ -6,7 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-def _run(script, args, tmp_path, timeout=1500):
+def _run(script, args, tmp_path, timeout=2400):
     env = dict(os.environ, BENCH_SMOKE='1', BENCH_RESULTS=str(tmp_path/'results'), ULMFIT_CACHE=str(tmp_path/'cache'), OMP_NUM_THREADS='1')
     r = subprocess.run([sys.executable, str(ROOT/'bench'/script), '--threads', '1', *args], env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -19,7 +19,7 @@ def _errors(md, row):
 
 @pytest.fixture
 def shared_all(shared_dataset):
-    for name in ('trec6', 'gutenberg_books', 'wikitext2'): shared_dataset(name)
+    for name in ('trec6', 'gutenberg_books'): shared_dataset(name)
 
 def test_bench_accuracy_smoke(tmp_path, shared_all):
     _run('bench_accuracy.py', ['--data', 'trec6', '--quick', '--skip', 'minilm'], tmp_path)
