@@ -58,7 +58,7 @@ def report(args, s, desc, res):
              f"- settings: { {k: v for k, v in s.items() if k != 'minilm'} } (lr of each Table-7 variant: the paper's, see `clas_variants`)\n")
     md = C.header(f"The paper's ablations at CPU scale: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n'.join(out) + '\n'
     name = f"ablations_{args.data}{'_quick' if args.quick else ''}"
-    (C.RESULTS/f'{name}.md').write_text(md)
+    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md)
     C.save_json(dict(settings=s, desc=desc, results={t: {k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in rs] for k, rs in rows.items()} for t, rows in res.items()}), C.RESULTS/f'{name}.json')
     _plot(res, col, C.RESULTS/f'{name}.png', args)
     print(md)

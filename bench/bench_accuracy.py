@@ -113,19 +113,20 @@ def _merged(args, s, desc, seeds, res, times):
 
 def report(args, s, desc, seeds, res, times):
     s, res, times = _merged(args, s, desc, seeds, res, times)
-    rows = ['| contender | test error % (mean ± sd over seeds) | test acc per seed | valid acc (mean) | train+predict s (mean) | what |', '|---|---:|---|---:|---:|---|']
+    rows = ['| contender | test error % (mean ± sd over seeds) | test acc per seed | valid acc (mean) | train+predict s (median) | what |', '|---|---:|---|---:|---:|---|']
     for k, rs in res.items():
         if not rs: continue
         accs = [r['test_acc'] for r in rs]
         va = [r['valid_acc'] for r in rs if 'valid_acc' in r]
-        rows.append(f"| {k} | {C.mean_sd([1 - a for a in accs])} | {', '.join(f'{a:.3f}' for a in accs)} | {np.mean(va):.3f} | {np.mean(times[k]):.0f} | {NOTES[k]} |" if va else
-                    f"| {k} | {C.mean_sd([1 - a for a in accs])} | {', '.join(f'{a:.3f}' for a in accs)} | | {np.mean(times[k]):.0f} | {NOTES[k]} |")
+        rows.append(f"| {k} | {C.mean_sd([1 - a for a in accs])} | {', '.join(f'{a:.3f}' for a in accs)} | {np.mean(va):.3f} | {np.median(times[k]):.0f} | {NOTES[k]} |" if va else
+                    f"| {k} | {C.mean_sd([1 - a for a in accs])} | {', '.join(f'{a:.3f}' for a in accs)} | | {np.median(times[k]):.0f} | {NOTES[k]} |")
     pub = s.pop('cfg', None)
     extra = (f"- data: {desc}\n- seeds: {seeds} (TF-IDF is deterministic: one fit)\n- Stage 1: {C.stage1_desc()}, AWD-LSTM {pub}\n"
-             f"- settings (every AWD-LSTM contender): { {k: v for k, v in s.items() if k != 'minilm'} }\n- MiniLM: {s['minilm']}\n")
+             + (f"- this report was rebuilt (`--report-only`) from the raw results of the runs: {', '.join(f.name for f in sorted(C.RESULTS.glob(_name(args) + '.*.raw.json')))}\n" if getattr(args, 'report_only', False) else '')
+             + f"- settings (every AWD-LSTM contender): { {k: v for k, v in s.items() if k != 'minilm'} }\n- MiniLM: {s['minilm']}\n")
     md = C.header(f"Accuracy against the alternatives: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(rows) + '\n'
     name = _name(args)
-    (C.RESULTS/f'{name}.md').write_text(md)
+    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md)
     C.save_json(dict(settings=s, desc=desc, seeds=seeds, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times), C.RESULTS/f'{name}.json')
     _plot(res, times, C.RESULTS/f'{name}.png', args)
     print(md)
@@ -137,7 +138,7 @@ def _plot(res, times, path, args):
     sd = [100 * np.std([r['test_acc'] for r in res[k]], ddof=1) if len(res[k]) > 1 else 0 for k in ks]
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.5))
     ax[0].barh(ks, err, xerr=sd, color='tab:blue'); ax[0].set_xlabel('test error % (lower is better)'); ax[0].invert_yaxis()
-    ax[1].barh(ks, [np.mean(times[k]) for k in ks], color='tab:gray'); ax[1].set_xlabel('seconds per run (train + predict)'); ax[1].invert_yaxis()
+    ax[1].barh(ks, [np.median(times[k]) for k in ks], color='tab:gray'); ax[1].set_xlabel('seconds per run (train + predict, median)'); ax[1].invert_yaxis()
     fig.suptitle(f"{args.data}{' (quick)' if args.quick else ''}: test error and training cost"); fig.tight_layout(); fig.savefig(path, dpi=90)
 
 if __name__ == '__main__':
@@ -147,5 +148,12 @@ if __name__ == '__main__':
     p.add_argument('--seeds', type=int, default=None, help='number of seeds (default 3, or 1 with --quick)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
     p.add_argument('--skip', nargs='*', default=[], choices=CONTENDERS, help='contenders to leave out')
+    p.add_argument('--report-only', action='store_true', help='rewrite the report from the raw results of earlier runs (no training)')
     a = p.parse_args(); a.seeds = a.seeds or (1 if a.quick else 3); a.threads = C.threads(a.threads)
-    report(a, *run(a))
+    if a.report_only:
+        import json
+        raw = [json.loads(f.read_text()) for f in sorted(C.RESULTS.glob(f"{_name(a)}.*.raw.json"))]
+        if not raw: sys.exit(f"error: no raw results {_name(a)}.*.raw.json in {C.RESULTS}: run the benchmark first.")
+        empty = {k: [] for k in raw[0]['results']}
+        report(a, dict(raw[0]['settings']), raw[0]['desc'], raw[0]['seeds'], empty, {k: [] for k in empty})
+    else: report(a, *run(a))

@@ -65,7 +65,7 @@ def report(args, s, desc, rows):
              "- supervised: LM fine-tuned on the labelled training texts only; semi-supervised: on all non-test text (the rest of train, valid" + (", unlabelled reviews" if args.data == 'imdb' else '') + ")\n")
     md = C.header(f"Low-shot learning: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(lines) + '\n'
     name = f"lowshot_{args.data}{'_quick' if args.quick else ''}"
-    (C.RESULTS/f'{name}.md').write_text(md); C.save_json(dict(settings=s, desc=desc, rows=rows), C.RESULTS/f'{name}.json')
+    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md); C.save_json(dict(settings=s, desc=desc, rows=rows), C.RESULTS/f'{name}.json')
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, m in zip(KEYS, 'os^x'):
