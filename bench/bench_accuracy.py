@@ -37,7 +37,9 @@ def load(data, quick, seed=0):
     return df, desc
 
 def _load(data, quick, seed=0):
-    if data == 'trec6': return C.trec6(seed=seed), "TREC-6 official split: 4,907 train / 545 valid (10 % of train, stratified) / 500 test"
+    if data == 'trec6':
+        df = C.trec6(seed=seed); n = df.split.value_counts()
+        return df, f"TREC-6 official split: {n['train']:,} train / {n['valid']:,} valid (10 % of train, stratified, seed 0) / {n['test']:,} test"
     n_tr, n_te, words = (500, 500, 200) if quick else (None, None, None)
     df = C.imdb(n_train=n_tr, n_test=n_te, seed=seed)
     if words: df['text'] = df.text.str.split().str[:words].str.join(' ')
