@@ -150,7 +150,7 @@ if __name__ == '__main__':
     p.add_argument('--seeds', type=int, default=None, help='number of seeds (default 3, or 1 with --quick)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
     p.add_argument('--skip', nargs='*', default=[], choices=CONTENDERS, help='contenders to leave out')
-    p.add_argument('--report-only', action='store_true', help='rewrite the report from the raw results of earlier runs (no training)')
+    p.add_argument('--report-only', action='store_true', help='rewrite the report from the raw results of earlier runs (no training); pass the runs\' --threads')
     a = p.parse_args(); a.seeds = a.seeds or (1 if a.quick else 3); a.threads = C.threads(a.threads)
     if a.report_only:
         import json
