@@ -1,8 +1,10 @@
 """Benchmark 2: the paper's ablations (§5) at CPU scale, printed beside the paper's numbers.
 
-    python bench/bench_ablations.py                 # full: TREC-6, 2 seeds                      (about 60 min on 2 cores)
-    python bench/bench_ablations.py --quick         # TREC-6, 1 seed, fewer epochs              (about 15 min)
-    python bench/bench_ablations.py --data imdb --quick   # an IMDb subset (500 train / 500 test reviews, first 200 words)
+    python bench/bench_ablations.py                 # full: TREC-6, 2 seeds (`--seeds 1`, the committed table: 30 min)
+    python bench/bench_ablations.py --quick         # TREC-6, 1 seed, fewer epochs
+    python bench/bench_ablations.py --data imdb --quick   # an IMDb subset (500 train / 500 test reviews, first 200 words): 10 min
+
+Times measured with one torch thread on the loaded 2-core machine (load average 4-8).
 
 Table 4: ULMFiT with and without Stage-1 pretraining. Table 6: how the LM is fine-tuned (none, full, full+discr,
 full+discr+stlr), each followed by the ULMFiT classifier recipe. Table 7: how the classifier is fine-tuned (from scratch,

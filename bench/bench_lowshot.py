@@ -2,9 +2,10 @@
 ULMFiT with the LM fine-tuned on the labelled texts only ("supervised") and on all the task's text including texts whose
 labels are not used ("semi-supervised"), against the same classifier trained from scratch and TF-IDF + logistic regression.
 
-    python bench/bench_lowshot.py                          # TREC-6: 100, 200, 500, 1000, all (4,907) labels, 1 seed  (about 40 min)
-    python bench/bench_lowshot.py --quick                  # TREC-6: 100, 500, all; fewer epochs                      (about 12 min)
-    python bench/bench_lowshot.py --data imdb --quick --unsup 1000   # IMDb subset: 100, 200, 450 labels + 1,000 unlabelled reviews
+    python bench/bench_lowshot.py                          # TREC-6: 100, 200, 500, 1000, all (4,906) labels, 1 seed: 23 min
+    python bench/bench_lowshot.py --quick                  # TREC-6: 100, 500, all; fewer epochs
+    python bench/bench_lowshot.py --data imdb --quick --unsup 1000   # IMDb subset: 100, 200, 450 labels + 1,000 unlabelled reviews: 24 min
+    (times with one torch thread on the loaded 2-core machine, load average 4-8)
 
 Subsets are balanced over labels and seeded; the validation split (10 % of the official training set) and the test set
 are fixed for every size, as in the paper. The classifier's batch size shrinks (n/10, at least 16) and its epoch count grows for small sets so
