@@ -12,7 +12,7 @@ full, full+discr, last, chain-thaw, freez, freez+discr, freez+stlr, freez+cos, U
 As in the paper, the same hyperparameters for every variant (the paper's learning rates: 0.01 for the discriminative
 variants, 0.001 otherwise; chain-thaw 0.001/0.0001) and the same epoch budget; the paper reports validation error (10 % of
 train held out), so does this table (test error beside it). Writes bench/results/ablations_<data>[_quick].md/.json/.png."""
-import argparse, sys, time
+import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
@@ -60,8 +60,8 @@ def report(args, s, desc, res):
              f"- settings: { {k: v for k, v in s.items() if k != 'minilm'} } (lr of each Table-7 variant: the paper's, see `clas_variants`)\n")
     md = C.header(f"The paper's ablations at CPU scale: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n'.join(out) + '\n'
     name = f"ablations_{args.data}{'_quick' if args.quick else ''}"
-    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md)
-    C.save_json(dict(settings=s, desc=desc, results={t: {k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in rs] for k, rs in rows.items()} for t, rows in res.items()}), C.RESULTS/f'{name}.json')
+    C.write_md(name, md)
+    C.save_json(dict(settings=s, desc=desc, results={t: C.without_probs(rows) for t, rows in res.items()}), C.RESULTS/f'{name}.json')
     _plot(res, col, C.RESULTS/f'{name}.png', args)
     print(md)
 
@@ -76,10 +76,5 @@ def _plot(res, col, path, args):
     axs[0].legend(); fig.suptitle(f"Ablations, {args.data}: our validation error beside the paper's (full-size models)"); fig.tight_layout(); fig.savefig(path, dpi=90)
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', choices=('trec6', 'imdb'), default='trec6')
-    p.add_argument('--quick', action='store_true', help='one seed and fewer epochs')
-    p.add_argument('--seeds', type=int, default=None, help='number of seeds (default 2, or 1 with --quick)')
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
-    a = p.parse_args(); a.seeds = a.seeds or (1 if a.quick else 2); a.threads = C.threads(a.threads)
+    a = C.parse_bench(C.bench_parser(__doc__, 'one seed and fewer epochs', 2))
     report(a, *run(a))

@@ -16,7 +16,7 @@ Stage 1 is the benchmarks' Gutenberg LM (`bench/common.py`, pretrained once and 
 Every contender sees the same rows: train (90 % of the official training set), valid (the other 10 %, stratified, seed 0:
 used for choosing learning rates / C and for early information only) and the official test set; the LMs are fine-tuned
 on the train+valid text only (never on test text). Writes bench/results/accuracy_<data>[_quick].md/.json/.png."""
-import argparse, os, sys, time
+import os, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np, pandas as pd
@@ -93,7 +93,7 @@ def run(args):
     if 'tfidf' not in args.skip:   # deterministic: one fit
         t = time.time(); r = C.tfidf(df); times['tfidf'].append(time.time() - t); res['tfidf'].append(r); log(f"TF-IDF: C={r['C']} test {r['test_acc']:.4f}")
     part = '+'.join(c for c in CONTENDERS if c not in args.skip)   # runs of different contenders (e.g. in parallel) merge in the report
-    C.save_json(dict(settings=s, desc=desc, seeds=seeds, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times),
+    C.save_json(dict(settings=s, desc=desc, seeds=seeds, results=C.without_probs(res), times=times),
                 C.RESULTS/f"{_name(args)}.{part}.raw.json")
     return s, desc, seeds, res, times
 
@@ -133,8 +133,8 @@ def report(args, s, desc, seeds, res, times):
              + f"- settings (every AWD-LSTM contender): { {k: v for k, v in s.items() if k != 'minilm'} }\n- MiniLM: {s['minilm']}\n")
     md = C.header(f"Accuracy against the alternatives: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(rows) + '\n'
     name = _name(args)
-    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md)
-    C.save_json(dict(settings=s, desc=desc, seeds=seeds, results={k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}, times=times), C.RESULTS/f'{name}.json')
+    C.write_md(name, md)
+    C.save_json(dict(settings=s, desc=desc, seeds=seeds, results=C.without_probs(res), times=times), C.RESULTS/f'{name}.json')
     _plot(res, times, C.RESULTS/f'{name}.png', args)
     print(md)
 
@@ -149,14 +149,10 @@ def _plot(res, times, path, args):
     fig.suptitle(f"{args.data}{' (quick)' if args.quick else ''}: test error and training cost"); fig.tight_layout(); fig.savefig(path, dpi=90)
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', choices=('trec6', 'imdb'), default='trec6')
-    p.add_argument('--quick', action='store_true', help='one seed and fewer epochs (TREC-6), or a 500 train / 500 test subset cut to 200 words (IMDb)')
-    p.add_argument('--seeds', type=int, default=None, help='number of seeds (default 3, or 1 with --quick)')
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
+    p = C.bench_parser(__doc__, 'one seed and fewer epochs (TREC-6), or a 500 train / 500 test subset cut to 200 words (IMDb)', 3)
     p.add_argument('--skip', nargs='*', default=[], choices=CONTENDERS, help='contenders to leave out')
     p.add_argument('--report-only', action='store_true', help='rewrite the report from the raw results of earlier runs (no training); pass the runs\' --threads')
-    a = p.parse_args(); a.seeds = a.seeds or (1 if a.quick else 3); a.threads = C.threads(a.threads)
+    a = C.parse_bench(p)
     if a.report_only:
         import json
         raw = [json.loads(f.read_text()) for f in sorted(C.RESULTS.glob(f"{_name(a)}.*.raw.json"), key=lambda f: 'ulmfit' not in f.name)]  # its settings hold the swept lrs

@@ -12,7 +12,7 @@ are fixed for every size, as in the paper. The classifier's batch size shrinks (
 every run gets at least `MIN_STEPS` optimizer steps (same rule for every AWD-LSTM contender). The from-scratch learning rate is fixed at 0.03 (the
 best of 0.003/0.01/0.03 on the validation split in a trial run with a smaller 32/64 encoder; `bench_accuracy.py`'s own sweep later preferred 0.01
 on the full training set), ULMFiT's at the paper's 0.01. Writes bench/results/lowshot_<data>[_quick].md/.json/.png."""
-import argparse, math, sys, time
+import math, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
@@ -67,7 +67,7 @@ def report(args, s, desc, rows):
              "- supervised: LM fine-tuned on the labelled training texts only; semi-supervised: on all non-test text (the rest of train, valid" + (", unlabelled reviews" if args.data == 'imdb' else '') + ")\n")
     md = C.header(f"Low-shot learning: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(lines) + '\n'
     name = f"lowshot_{args.data}{'_quick' if args.quick else ''}"
-    C.RESULTS.mkdir(parents=True, exist_ok=True); (C.RESULTS/f'{name}.md').write_text(md); C.save_json(dict(settings=s, desc=desc, rows=rows), C.RESULTS/f'{name}.json')
+    C.write_md(name, md); C.save_json(dict(settings=s, desc=desc, rows=rows), C.RESULTS/f'{name}.json')
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, m in zip(KEYS, 'os^x'):
@@ -77,11 +77,7 @@ def report(args, s, desc, rows):
     print(md)
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', choices=('trec6', 'imdb'), default='trec6')
-    p.add_argument('--quick', action='store_true', help='fewer sizes and epochs')
-    p.add_argument('--seeds', type=int, default=1, help='number of seeds (subsets and training)')
+    p = C.bench_parser(__doc__, 'fewer sizes and epochs', 1)
     p.add_argument('--unsup', type=int, default=2000, help='IMDb: unlabelled reviews for the semi-supervised LM')
-    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
-    a = p.parse_args(); a.threads = C.threads(a.threads)
+    a = C.parse_bench(p)
     report(a, *run(a))

@@ -1,6 +1,6 @@
 """Shared pieces of the benchmark scripts: data sets and splits, the cached Stage-1 language models, the contenders, and the
 header every results file starts with. Benchmarks are scripts, not tests: run them as `python bench/<name>.py [--quick]`."""
-import os, sys, time, json, platform, subprocess, resource
+import argparse, os, sys, time, json, platform, subprocess, resource
 from datetime import date
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -159,14 +159,13 @@ def ulmfit_classifier(df, lm, seed, s, variant='ulmfit', lr=None, encoder=True):
     "Stage 3 with this package: `clas_learner` on the LM's vocabulary, trained with `train_classifier` (`variant` of Table 7)"
     from fastai.text.all import set_seed
     from ulmfit_ext.data import clas_dls
+    from fastcore.basics import ifnone
     from ulmfit_ext.learner import clas_learner, train_classifier, _is_backwards
     set_seed(seed)
     dls = clas_dls(_clas_frame(df), vocab=lm.dls.vocab, valid_col='is_valid', bs=s['bs'], bptt=s['bptt'], backwards=_is_backwards(lm.dls), progress=False)
     clas = _quiet(clas_learner(dls, encoder=lm if encoder else None, config=s['cfg'], drop_mult=s['drop_mult']))
-    train_classifier(clas, s['clas_epochs'], lr=ifnone_(lr, s['clas_lr'] if variant in ('ulmfit', 'scratch') else None), variant=variant)
+    train_classifier(clas, s['clas_epochs'], lr=ifnone(lr, s['clas_lr'] if variant in ('ulmfit', 'scratch') else None), variant=variant)
     return clas
-
-def ifnone_(a, b): return b if a is None else a
 
 def evaluate(clas, df) -> dict:
     "Validation accuracy and test probabilities (rows in `df`'s test order) of a fastai text classifier"
@@ -276,3 +275,26 @@ def stage1_desc() -> str:
     "How the Stage-1 LMs of this run were made (for the results header)"
     if os.environ.get('BENCH_STAGE1'): return f"bundles from $BENCH_STAGE1={os.environ['BENCH_STAGE1']} / $BENCH_STAGE1_BWD={os.environ.get('BENCH_STAGE1_BWD')}"
     return f"`pretrain_lm` {STAGE1} on the shared Gutenberg books (forward and backward), perplexity on WikiText-2 valid"
+
+def without_probs(res) -> dict:
+    "`res` (contender -> list of result dicts) without the per-row probabilities, for JSON files"
+    return {k: [{kk: vv for kk, vv in r.items() if kk != 'probs'} for r in v] for k, v in res.items()}
+
+def write_md(name, md):
+    "Write a report `RESULTS/name.md`"
+    RESULTS.mkdir(parents=True, exist_ok=True); (RESULTS/f'{name}.md').write_text(md)
+
+def bench_parser(doc, quick_help, full_seeds) -> argparse.ArgumentParser:
+    "The options every benchmark script shares: --data, --quick, --seeds (default `full_seeds`, 1 with --quick), --threads"
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--data', choices=('trec6', 'imdb'), default='trec6')
+    p.add_argument('--quick', action='store_true', help=quick_help)
+    p.add_argument('--seeds', type=int, default=None, help=f'number of seeds (default {full_seeds}, or 1 with --quick)')
+    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
+    p.set_defaults(full_seeds=full_seeds)
+    return p
+
+def parse_bench(p):
+    "Parse the options of `bench_parser` and apply them (seed count, torch threads)"
+    a = p.parse_args(); a.seeds = a.seeds or (1 if a.quick else a.full_seeds); a.threads = threads(a.threads)
+    return a
