@@ -4,19 +4,28 @@
 
 # %% ../nbs/00_core.ipynb #83912d44
 from __future__ import annotations
-import os, sys, hashlib, tempfile, platform, importlib.metadata
+import os, re, sys, glob, time, uuid, shutil, numbers, difflib, hashlib, tempfile, platform, importlib.metadata
 from pathlib import Path
 from contextlib import contextmanager
 from fastcore.basics import ifnone
 
 # %% auto #0
-__all__ = ['UlmfitError', 'check_range', 'cache_dir', 'dataset_path', 'check_dest', 'atomic_path', 'sha256_file', 'versions']
+__all__ = ['ARG_SPECS', 'UlmfitError', 'check_range', 'check_int', 'check_choice', 'check_args', 'available_memory', 'cache_dir',
+           'dataset_path', 'check_dest', 'fsync', 'fsync_tree', 'clean_leftovers', 'publish', 'atomic_path',
+           'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic']
 
 # %% ../nbs/00_core.ipynb #436dd9eb
 class UlmfitError(ValueError):
     "A problem with the user's input or files; the message names the problem and the fix."
 
 # %% ../nbs/00_core.ipynb #a50e055f
+def _is_number(v) -> bool:
+    "Is `v` a real number (Python or NumPy int or float), and not a bool?"
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+def _interval(lo, hi, lo_open, hi_open) -> str:
+    return f"{'(' if lo_open else '['}{ifnone(lo,'-inf')}, {ifnone(hi,'inf')}{')' if hi_open else ']'}"
+
 def check_range(name:str, # Name of the argument, used in the message
                 val, # Value to check
                 lo=None, # Lower bound (`None` for none)
@@ -25,14 +34,87 @@ def check_range(name:str, # Name of the argument, used in the message
                 hi_open=False, # Exclude `hi` itself?
                 hint:str='', # What a sensible value looks like
                ):
-    "Raise `UlmfitError` unless `lo <= val <= hi` (bounds optionally open); returns `val`"
+    "Raise `UlmfitError` unless `val` is a number (not NaN) with `lo <= val <= hi` (bounds optionally open); returns `val`"
+    rng, tail = _interval(lo, hi, lo_open, hi_open), (f" {hint}" if hint else '')
+    if not _is_number(val) or val != val:  # NaN compares False with every bound, so it would pass them all
+        raise UlmfitError(f"`{name}`={val!r} is not a number: it must be a number in {rng}." + tail)
     bad_lo = lo is not None and (val <= lo if lo_open else val < lo)
     bad_hi = hi is not None and (val >= hi if hi_open else val > hi)
-    if bad_lo or bad_hi:
-        lb,rb = '(' if lo_open else '[', ')' if hi_open else ']'
-        rng = f"{lb}{ifnone(lo,'-inf')}, {ifnone(hi,'inf')}{rb}"
-        raise UlmfitError(f"`{name}`={val!r} is out of range: it must lie in {rng}." + (f" {hint}" if hint else ''))
+    if bad_lo or bad_hi: raise UlmfitError(f"`{name}`={val!r} is out of range: it must lie in {rng}." + tail)
     return val
+
+# %% ../nbs/00_core.ipynb #799a42f2
+def check_int(name:str, # Name of the argument, used in the message
+              val, # Value to check
+              lo=None, # Smallest allowed value (`None` for none)
+              hi=None, # Largest allowed value (`None` for none)
+              hint:str='', # What a sensible value looks like
+             ) -> int:
+    "Raise `UlmfitError` unless `val` is a whole number (an `int`, not a float or bool) in `[lo, hi]`; returns `val`"
+    if not (isinstance(val, numbers.Integral) and not isinstance(val, bool)):
+        raise UlmfitError(f"`{name}`={val!r} is not a whole number: it must be an int in {_interval(lo, hi, False, False)}." + (f" {hint}" if hint else ''))
+    return check_range(name, val, lo, hi, hint=hint)
+
+def check_choice(name:str, # Name of the argument, used in the message
+                 val, # Value to check
+                 choices, # The allowed values
+                 hint:str='', # More advice
+                ):
+    "Raise `UlmfitError` unless `val` is one of `choices` (naming the closest one); returns `val`"
+    choices = list(choices)
+    try: ok = val in choices
+    except TypeError: ok = False  # an unhashable value in a dict's keys
+    if ok: return val
+    close = difflib.get_close_matches(str(val), [str(c) for c in choices], n=1)
+    raise UlmfitError(f"`{name}`={val!r} is not one of {', '.join(map(repr, choices))}." + (f" Did you mean {close[0]!r}?" if close else '') + (f" {hint}" if hint else ''))
+
+# %% ../nbs/00_core.ipynb #89c85999
+ARG_SPECS = {  # name: how to check it (`int`/`float` bounds, `choices`, `none`: may be None) and what a good value looks like
+    'bs':        dict(type=int, lo=1, hint='It is the number of texts (or language-model streams) per batch, e.g. 64.'),
+    'bptt':      dict(type=int, lo=1, hint="It is the sequence length, e.g. the paper's 70."),
+    'emb_sz':    dict(type=int, lo=1, hi=1<<20, hint="It is the embedding size, e.g. the paper's 400."),
+    'n_hid':     dict(type=int, lo=1, hi=1<<20, hint="It is the LSTM's hidden size, e.g. the paper's 1152."),
+    'n_layers':  dict(type=int, lo=1, hi=64, hint="It is the number of LSTM layers, e.g. the paper's 3."),
+    'drop_mult': dict(type=float, lo=0, hint="0 turns dropout off; 1 keeps the paper's dropouts (the multiplied probabilities must stay at most 1)."),
+    'max_vocab': dict(type=int, lo=10, hint="The vocabulary always holds fastai's 9 special tokens (xxunk, xxpad, ...); the paper keeps 60000."),
+    'min_freq':  dict(type=int, lo=0, hint='A token needs this many occurrences to enter the vocabulary, e.g. 3.'),
+    'lr':        dict(type=float, lo=0, lo_open=True, hint='Use a positive learning rate such as 1e-2.'),
+    'n_epoch':   dict(type=int, lo=1, hint='Train for at least one epoch.'),
+    'valid_pct': dict(type=float, lo=0, hi=1, lo_open=True, hi_open=True, hint='Use e.g. 0.1 for 10% of the documents.'),
+    'max_tokens':dict(type=int, lo=1, none=True, hint='Leave it None for no limit.'),
+    'seed':      dict(type=int, lo=0, hi=2**32-1, none=True, hint='Any int from 0 to 2**32-1, or None.'),
+    'clip':      dict(type=float, lo=0, lo_open=True, none=True, hint='The gradient-norm bound, e.g. 0.3; None for no clipping.'),
+    'cut_frac':  dict(type=float, lo=0, hi=1, lo_open=True, hi_open=True, hint='It is the fraction of iterations spent increasing the rate; the paper uses 0.1.'),
+    'ratio':     dict(type=float, lo=1, hint='It is how much smaller the lowest rate is than the peak; the paper uses 32.'),
+    'factor':    dict(type=float, lo=1, hint="Lower layer groups must not learn faster than higher ones: use 2.6 (the paper) or 1."),
+    'n_out':     dict(type=int, lo=1, none=True, hint='The number of classes (1 for a regression).'),
+    'max_len':   dict(type=int, lo=1, hint="It is how many tokens at the end of a text the classifier pools, e.g. the paper's 1400."),
+    'n_workers': dict(type=int, lo=0, none=True, hint='0 tokenizes in this process.'),
+    'chunk_size':dict(type=int, lo=1, hint='It is how many texts are tokenized at a time, e.g. 4096.'),
+    'chunk_chars':dict(type=int, lo=1, hint='It is how many characters go to the tokenizer at a time.'),
+    'max_chars': dict(type=int, lo=1, hint='It is the longest piece of a text given to the tokenizer at once, e.g. 200000.'),
+    'split':     dict(choices=('file', 'para', 'line'), hint="One document per 'file', per blank-line-separated 'para'graph, or per 'line'."),
+    'keep_end':  dict(choices=('head', 'tail'), hint="Which end of a long text `max_tokens` keeps."),
+}
+
+def check_args(**kwargs):
+    "Check each keyword argument against its entry in `ARG_SPECS`, raising `UlmfitError` for the first bad one"
+    for name, val in kwargs.items():
+        s = ARG_SPECS[name]
+        if val is None and s.get('none'): continue
+        if 'choices' in s: check_choice(name, val, s['choices'], s.get('hint', ''))
+        elif s['type'] is int: check_int(name, val, s.get('lo'), s.get('hi'), s.get('hint', ''))
+        else: check_range(name, val, s.get('lo'), s.get('hi'), s.get('lo_open', False), s.get('hi_open', False), s.get('hint', ''))
+
+# %% ../nbs/00_core.ipynb #dc643e28
+def available_memory() -> int|None:
+    "Bytes of memory available to a new allocation: `MemAvailable` of /proc/meminfo, else the physical memory; `None` if unknown"
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return None
 
 # %% ../nbs/00_core.ipynb #956e4e13
 def cache_dir(*parts:str, # Sub-folders below the cache root
@@ -67,25 +149,146 @@ def check_dest(path, # A file or folder about to be written
               ) -> Path:
     "Return `path` as a `Path`, raising `UlmfitError` if it exists and `overwrite` is False"
     path = Path(path)
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:
         raise UlmfitError(f"{path} already exists and would be overwritten. Choose another name, or pass `overwrite=True` (`--overwrite` on the command line) to replace it.")
     return path
 
 # %% ../nbs/00_core.ipynb #1d83c720
+def fsync(path, # A file or folder
+         ):
+    "Flush the file or folder `path` to disk; folders only where the system allows opening them (not on Windows)"
+    try: fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) * os.path.isdir(path))
+    except OSError:
+        if os.path.isdir(path): return
+        raise
+    try: os.fsync(fd)
+    except OSError:
+        if not os.path.isdir(path): raise
+    finally: os.close(fd)
+
+def fsync_tree(path):
+    "Flush the file `path`, or every file and folder below the folder `path` (the folder itself last)"
+    path = Path(path)
+    if path.is_dir():
+        for p in sorted(path.rglob('*'), key=lambda p: -len(p.parts)):
+            if not p.is_symlink(): fsync(p)
+    fsync(path)
+
+# %% ../nbs/00_core.ipynb #46493cec
+_LEFTOVER = re.compile(r'(?:(?P<pid>\d+)-\w+\.part|\w+\.part|old-(?:(?P<opid>\d+)-)?\w+)')
+
+def _tmp_prefix(name:str) -> str: return f'.{name}.{os.getpid()}-'   # temporary names carry their writer's process id
+def _old_name(name:str) -> str: return f'.{name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+
+def _tail(fname:str, name:str=None) -> str|None:
+    "What follows `.NAME.` in the leftover name `fname` (`NAME` unknown if `name` is None); `None` if `fname` is not one"
+    if name is not None: return fname[len(name)+2:] if fname.startswith(f'.{name}.') else None
+    parts, part = fname.split('.'), fname.endswith('.part')
+    if not fname.startswith('.') or len(parts) < (4 if part else 3): return None
+    return '.'.join(parts[-2:]) if part else parts[-1]
+
+def _abandoned(p:Path, tail:str, max_age:float=3600.) -> bool:
+    "Was the leftover `p` left by a process that has ended? Names without a process id (older versions): if older than `max_age` seconds"
+    m = _LEFTOVER.fullmatch(tail or '')
+    if m is None: return False
+    pid = m.group('pid') or m.group('opid')
+    if pid is None or os.name == 'nt':  # no process id, or no safe way to ask about one
+        try: return time.time() - p.lstat().st_mtime > max_age
+        except OSError: return False
+    if int(pid) == os.getpid(): return False   # this process (another thread) is still writing it
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except OSError: return False   # alive, owned by another user
+    return False
+
+def clean_leftovers(folder, # The folder to tidy
+                    name:str=None, # Only the leftovers of this file or folder name; `None` for all (only in folders the package owns)
+                   ) -> list:
+    "Remove the temporary `.NAME.*.part` and `.NAME.old-*` files and folders that killed writers left in `folder`; returns them"
+    folder, gone = Path(folder), []
+    if not folder.is_dir(): return gone
+    for p in folder.glob(f'.{glob.escape(name)}.*' if name else '.*'):
+        if not _abandoned(p, _tail(p.name, name)): continue
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+# %% ../nbs/00_core.ipynb #d31e8b65
+def _exists(dest) -> UlmfitError:
+    return UlmfitError(f"{dest} already exists (another run may have written it since this one started), and it is not replaced. "
+                       "Choose another name, or pass `overwrite=True` to replace it.")
+
+def _publish_file(src:Path, dest:Path, overwrite:bool):
+    "Rename file `src` to `dest`; without `overwrite` through a hard link, which fails if `dest` exists, however near the race"
+    if overwrite: return os.replace(src, dest)
+    try: os.link(src, dest)
+    except FileExistsError: raise _exists(dest) from None
+    except OSError:  # no hard links on this file system: reserve the name exclusively, then rename over the reservation
+        try: os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError: raise _exists(dest) from None
+        return os.replace(src, dest)
+    os.unlink(src)
+
+def _publish_dir(src:Path, dest:Path, overwrite:bool):
+    "Rename folder `src` to `dest`; without `overwrite` only if `mkdir(dest)` succeeds; with it the old `dest` is removed after the swap"
+    if not overwrite:
+        try: os.mkdir(dest)  # the exclusive claim on the name: only one writer can create it
+        except FileExistsError: raise _exists(dest) from None
+        try: return os.replace(src, dest)  # over our own empty claim (POSIX); Windows refuses, so free the name first
+        except OSError: os.rmdir(dest); return os.rename(src, dest)
+    olds = []
+    for _ in range(20):  # concurrent overwriters: each moves the current one aside and tries again
+        try: os.rename(src, dest); break
+        except OSError:
+            if not os.path.lexists(dest): raise
+        old = dest.with_name(_old_name(dest.name))
+        try: os.rename(dest, old); olds.append(old)
+        except FileNotFoundError: pass
+    else: raise UlmfitError(f"Could not replace {dest}: other processes keep writing it. Try again when they have finished.")
+    for old in olds: (shutil.rmtree if old.is_dir() and not old.is_symlink() else os.unlink)(old)
+
+def publish(src, # A finished file or folder, beside `dest` (same file system)
+            dest, # Its final name
+            overwrite:bool=False, # Replace an existing `dest`?
+           ) -> Path:
+    "Flush `src` to disk and rename it to `dest` in one step: refused if `dest` exists unless `overwrite`; an old `dest` is removed only after the new one is in place"
+    src, dest = Path(src), Path(dest)
+    fsync_tree(src)
+    (_publish_dir if src.is_dir() else _publish_file)(src, dest, overwrite)
+    fsync(dest.parent)
+    return dest
+
+# %% ../nbs/00_core.ipynb #be1814cc
 @contextmanager
 def atomic_path(path, # The final file name
-                overwrite:bool=True, # May an existing `path` be replaced?
+                overwrite:bool=True, # May an existing `path` be replaced? If not, it is also refused when it appears during the write
                ):
-    "Yield a temporary name beside `path`; on success it is renamed to `path` in one step, on error removed"
+    "Yield a temporary name beside `path`; on success it is flushed and renamed to `path` in one step (see `publish`), on error removed"
     path = check_dest(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd,tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
+    clean_leftovers(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix='.part', dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.lexists(tmp): os.remove(tmp)
+
+@contextmanager
+def atomic_dir(path, # The final folder name
+               overwrite:bool=False, # May an existing `path` be replaced?
+              ):
+    "Yield a new temporary folder beside `path`; on success it is flushed and renamed to `path` in one step (see `publish`), on error removed"
+    path = check_dest(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), suffix='.part', dir=path.parent))
+    try:
+        yield tmp
+        publish(tmp, path, overwrite)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #9032b71c
 def sha256_file(path, # File to hash
@@ -107,3 +310,38 @@ def versions(pkgs=_tracked, # Distribution names to report
         try: return importlib.metadata.version(p)
         except importlib.metadata.PackageNotFoundError: return None
     return {'python': platform.python_version(), 'platform': platform.platform(), **{p:_v(p) for p in pkgs}}
+
+# %% ../nbs/00_core.ipynb #ec7b2dea
+def _det_settings() -> dict:
+    import torch
+    return dict(algos=torch.are_deterministic_algorithms_enabled(), warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+                cudnn_det=torch.backends.cudnn.deterministic, cudnn_bench=torch.backends.cudnn.benchmark, cublas=os.environ.get('CUBLAS_WORKSPACE_CONFIG'))
+
+def set_determinism(seed:int=42, # Seed of Python's, NumPy's and PyTorch's generators
+                    warn_only:bool=True, # Warn (instead of raising) when an operation has no deterministic implementation
+                   ) -> dict: # The settings before the call (what `deterministic` restores)
+    "Seed every generator with `seed` and make PyTorch use deterministic algorithms, for repeatable runs"
+    import random, numpy as np, torch
+    check_int('seed', seed, 0, 2**32-1)
+    before = _det_settings()
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')   # read by cuBLAS when CUDA starts
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)  # `manual_seed` also seeds every CUDA device
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    return before
+
+def _restore_determinism(st:dict):
+    import torch
+    torch.use_deterministic_algorithms(st['algos'], warn_only=st['warn_only'])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = st['cudnn_det'], st['cudnn_bench']
+    if st['cublas'] is None: os.environ.pop('CUBLAS_WORKSPACE_CONFIG', None)
+    else: os.environ['CUBLAS_WORKSPACE_CONFIG'] = st['cublas']
+
+@contextmanager
+def deterministic(seed:int=42, # Seed of Python's, NumPy's and PyTorch's generators
+                  warn_only:bool=True, # Warn (instead of raising) when an operation has no deterministic implementation
+                 ):
+    "Run the `with` block seeded and with PyTorch's deterministic algorithms, restoring the previous settings afterwards"
+    before = set_determinism(seed, warn_only)
+    try: yield
+    finally: _restore_determinism(before)
