@@ -1,5 +1,5 @@
 "Tests of `ulmfit_ext.data` (corpus readers, tokenize-once cache, LM/classifier DataLoaders, variable-length BPTT) in both environments."
-import bz2, gzip, lzma, pickle, random, tarfile, time, warnings, zipfile
+import bz2, gzip, lzma, pickle, random, re, tarfile, time, warnings, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import (AWD_LSTM, BaseTokenizer, LMDataLoader, awd_lstm_lm_config, awd_lstm_clas_config, defaults,
@@ -275,3 +275,93 @@ def test_gutenberg_streams_within_memory(shared_dataset):
     assert time.time() - t0 < 30
     dls = lm_dls(st, bs=64, bptt=70, seed=0, var_bptt=True, progress=False)
     assert len(dls.train) == len(dls.train.seq_lens) and dls.one_batch()[0].shape[0] == 64
+
+# ---------------------------------------------------------------- bad inputs (issue 13)
+def test_binary_file_refused(tmp_path):
+    "Item 8: a binary file renamed .txt is refused with its name, in a folder, an archive or alone"
+    (tmp_path/'d').mkdir(); (tmp_path/'d'/'good.txt').write_text('A fine sentence.\n')
+    (tmp_path/'d'/'weights.txt').write_bytes(b'PK\x03\x04' + bytes(range(256)) * 20)
+    with pytest.raises(UlmfitError, match=r"d/weights.txt looks like a binary file, not text \(a NUL byte on line 1\)"): list(read_texts(tmp_path/'d'))
+    with tarfile.open(tmp_path/'a.tar.gz', 'w:gz') as tf: tf.add(tmp_path/'d', arcname='d')
+    with pytest.raises(UlmfitError, match=r"d/weights.txt in .*a.tar.gz looks like a binary file"): list(read_texts(tmp_path/'a.tar.gz'))
+    rng = random.Random(1)
+    (tmp_path/'noise.txt').write_bytes(bytes(rng.randrange(1, 256) for _ in range(20000)))   # no NUL, but mostly control characters as latin-1
+    with pytest.raises(UlmfitError, match='noise.txt looks like a binary file, not text .*control characters'): list(read_texts(tmp_path/'noise.txt'))
+
+def test_latin1_text_still_read_with_a_warning(tmp_path):
+    "Real latin-1 (and cp1252 smart quotes) are text, not binary"
+    (tmp_path/'old.txt').write_bytes(('Déjà vu, “quoted” – naïve café. ' * 300).encode('cp1252'))
+    with pytest.warns(UserWarning, match='read as latin-1'): docs = list(read_texts(tmp_path/'old.txt'))
+    assert docs[0].startswith('Déjà vu')
+
+@pytest.mark.parametrize('ext,opener', [('.gz', gzip.open), ('.xz', lzma.open), ('.bz2', bz2.open)])
+def test_truncated_compressed_corpus(tmp_path, ext, opener):
+    "Item 9: a cut-off .gz/.xz/.bz2 is a one-line error naming the file, not a traceback from the decompressor"
+    f = tmp_path/f'corpus.txt{ext}'
+    with opener(f, 'wb') as g: g.write(''.join(f'Line {i} of a long book.\n' for i in range(20000)).encode())
+    f.write_bytes(f.read_bytes()[:len(f.read_bytes())//2])
+    with pytest.raises(UlmfitError, match=rf'corpus.txt{re.escape(ext)} is truncated: it ends in the middle of its compressed data'):
+        list(read_texts(f, split='line'))
+    with pytest.raises(UlmfitError, match='is truncated'): tokenize_corpus(f, split='line', cache=False, **FAST)
+
+def test_corrupt_archives(tmp_path):
+    (tmp_path/'x.tar.gz').write_bytes(b'this is not a tar file at all' * 10)
+    with pytest.raises(UlmfitError, match=r'x.tar.gz could not be read \(\w+'): list(read_texts(tmp_path/'x.tar.gz'))
+    (tmp_path/'x.zip').write_bytes(b'PK nope')
+    with pytest.raises(UlmfitError, match='x.zip could not be read'): list(read_texts(tmp_path/'x.zip'))
+    (tmp_path/'y.txt.gz').write_bytes(b'plain text, not gzip\n')
+    with pytest.raises(UlmfitError, match='y.txt.gz could not be read'): list(read_texts(tmp_path/'y.txt.gz'))
+
+def test_latin1_csv_names_line_and_fix(tmp_path, toy_df):
+    "Item 12: latin-1 bytes in a CSV read as utf-8: the file, the line and byte, and `encoding=`; with it the file reads"
+    df = toy_df.copy(); df.loc[7, 'text'] = 'Un café très crème.'
+    f = tmp_path/'reviews.csv'; df.to_csv(f, index=False, encoding='latin-1')
+    line = next(i for i, l in enumerate(f.read_bytes().split(b'\n')) if b'caf' in l) + 1
+    with pytest.raises(UlmfitError, match=rf"reviews.csv is not valid utf-8: line {line} \(byte \d+\) holds .*Pass the file's encoding as `encoding=`"):
+        clas_dls(f, vocab=None, bs=4, **FAST)
+    d = clas_dls(f, vocab=None, bs=4, min_freq=1, encoding='latin-1', **FAST)
+    assert 'café' in d.vocab[0]
+    with pytest.raises(UlmfitError, match='reviews.csv is not valid utf-8: line'): lm_dls(f, bs=4, **FAST)
+    assert 'café' in lm_dls(f, bs=4, min_freq=1, encoding='latin-1', **FAST).vocab
+    with pytest.raises(UlmfitError, match="`encoding`='latin-9000' is not an encoding"): clas_dls(f, vocab=None, encoding='latin-9000')
+
+def test_csv_that_is_a_folder_or_binary(tmp_path):
+    (tmp_path/'data.csv').mkdir()
+    with pytest.raises(UlmfitError, match='data.csv is a folder, not a CSV file'): clas_dls(tmp_path/'data.csv', vocab=None)
+    (tmp_path/'b.csv').write_bytes(b'text,label\n\x00\x01\x02,pos\n')
+    with pytest.raises(UlmfitError, match='b.csv looks like a binary file'): clas_dls(tmp_path/'b.csv', vocab=None)
+    (tmp_path/'e.csv').write_text('')
+    with pytest.raises(UlmfitError, match='e.csv is not a readable CSV file'): clas_dls(tmp_path/'e.csv', vocab=None)
+
+def test_single_class_training_set_refused(toy_df):
+    "Item 6: one class in the training rows is refused; a class only in validation too; a class missing from validation warns"
+    one = toy_df.assign(label='pos')
+    with pytest.raises(UlmfitError, match=r"training rows all have the same class \('pos' in column 'label'\)"): clas_dls(one, vocab=None, bs=4, **FAST)
+    v = toy_df.assign(is_valid=[i % 4 == 0 for i in range(60)])
+    only_valid = v.assign(label=np.where(v.is_valid, 'neu', v.label))
+    with pytest.raises(UlmfitError, match=r"\['neu'\] of column 'label' occur only in the validation rows"):
+        clas_dls(only_valid, vocab=None, valid_col='is_valid', bs=4, **FAST)
+    lacks = v.assign(label=np.where(v.is_valid, 'pos', v.label))
+    with pytest.warns(UserWarning, match=r"no example of class\(es\) \['neg'\]"): clas_dls(lacks, vocab=None, valid_col='is_valid', bs=4, min_freq=1, **FAST)
+    multi = toy_df.assign(label='a;a')
+    with pytest.raises(UlmfitError, match="same class"): clas_dls(multi, vocab=None, label_delim=';', bs=4, **FAST)
+
+@pytest.mark.parametrize('kw,msg', [(dict(max_vocab=0), r'`max_vocab`=0 is out of range'), (dict(max_vocab=9), r'`max_vocab`=9 is out of range'),
+                                     (dict(min_freq=-1), '`min_freq`=-1'), (dict(min_freq=10**6), "only fastai's special tokens"),
+                                     (dict(bs=0), '`bs`=0'), (dict(bptt=0), '`bptt`=0'), (dict(bs=2.5), '`bs`=2.5 is not a whole number'),
+                                     (dict(seed=-5), '`seed`=-5'), (dict(valid_pct=0), '`valid_pct`=0'), (dict(bs=10**5), 'too few for `bs`=100000')])
+def test_lm_dls_bad_numbers(kw, msg):
+    "Item 7 and item 9's bs/bptt: refused with the argument's name, not 8 xxfake tokens or a ZeroDivisionError"
+    with pytest.raises(UlmfitError, match=msg): lm_dls(toy_texts(40), **{**dict(bs=4, bptt=10, min_freq=1), **kw}, **FAST)
+
+def test_clas_dls_batch_larger_than_training_set(toy_df):
+    with pytest.raises(UlmfitError, match='54 training rows, fewer than `bs`=64'): clas_dls(toy_df, vocab=None, min_freq=1, seed=0, **FAST)
+
+def test_long_text_tokenized_like_training():
+    "`TokenIds` on a raw string over `max_chars` cuts it as `tokenize_corpus` does: the same ids"
+    from ulmfit_ext.data import _tok_texts
+    from fastai.text.all import TokenizeWithRules
+    text = ' '.join(toy_texts(3000, seed=2))   # ~ 150k characters
+    st = tokenize_corpus([text], tok=BaseTokenizer(), cache=False, max_chars=20_000, **FAST)
+    toks = _tok_texts(TokenizeWithRules(BaseTokenizer()), [text], max_chars=20_000)[0]
+    assert toks == st.tokens(0)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/01_data.ipynb #f5606260
 from __future__ import annotations
-import io, json, gzip, bz2, lzma, zipfile, tarfile, hashlib, random, warnings, importlib.metadata
+import io, re, json, zlib, gzip, bz2, lzma, codecs, zipfile, tarfile, hashlib, random, warnings, importlib.metadata
 from collections import Counter
 from types import SimpleNamespace
 from concurrent.futures import ProcessPoolExecutor
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
-from .core import UlmfitError, cache_dir, atomic_path, check_range, sha256_file
+from .core import UlmfitError, cache_dir, atomic_path, check_range, check_args, sha256_file
 
 # %% auto #0
 __all__ = ['TextCorpus', 'read_texts', 'TokenStore', 'tokenize_corpus', 'TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader',
@@ -57,18 +57,34 @@ def _dir_files(path, extensions):
             with open(p, 'rb') as f: yield str(p.relative_to(path)), f
 
 # %% ../nbs/01_data.ipynb #fb1965cd
-def _decoded_lines(f, encoding, name, notes):
-    "Yield the lines of binary file `f` as strings: `encoding`, else utf-8 falling back to latin-1 (noted in `notes`)"
-    enc = encoding or 'utf-8'
+_CTRL = re.compile('[\x00-\x08\x0e-\x1f\x7f\x81\x8d\x8f\x90\x9d]')  # control characters: not tab, line breaks, form feed, nor what cp1252 prints (smart quotes read as latin-1)
+_SNIFF = 1 << 16  # characters of each file inspected for control characters
+
+def _binary_error(where, why:str) -> UlmfitError:
+    return UlmfitError(f"{where} looks like a binary file, not text ({why}). Remove it from the corpus, or name the text files to read with `extensions=`; "
+                       "UTF-16 text must be converted to UTF-8 first.")
+
+def _decode_error(where, enc, i, off, line, e) -> UlmfitError:
+    return UlmfitError(f"{where} is not valid {enc}: line {i+1} (byte {off+e.start}) holds {line[e.start:e.start+4]!r}. "
+                       "Pass the file's encoding as `encoding=` (e.g. 'latin-1' or 'cp1252'), or convert the file to UTF-8.")
+
+def _decoded_lines(f, encoding, name, notes, where=None):
+    "Yield the lines of binary file `f` as strings: `encoding`, else utf-8 falling back to latin-1 (noted in `notes`); refuse binary data"
+    enc, where, off, seen, ctrl = encoding or 'utf-8', where or name, 0, 0, 0
     for i,line in enumerate(f):
+        if b'\0' in line: raise _binary_error(where, f'a NUL byte on line {i+1}')
         try: s = line.decode(enc)
-        except UnicodeDecodeError:
-            if encoding is not None:
-                raise UlmfitError(f"{name} is not valid {encoding} (line {i+1}). Pass another `encoding=`, or leave it as None to read utf-8 with a latin-1 fallback.")
+        except UnicodeDecodeError as e:
+            if encoding is not None: raise _decode_error(where, encoding, i, off, line, e) from None
             enc = 'latin-1'
             s = line.decode(enc)
         if i == 0: s = s.lstrip('\ufeff')
+        if seen < _SNIFF:
+            seen += len(s); ctrl += len(_CTRL.findall(s))
+            if seen >= 4096 and ctrl > 0.1*seen: raise _binary_error(where, f'{ctrl} control characters among its first {seen}')
+        off += len(line)
         yield s
+    if ctrl > 0.1*seen: raise _binary_error(where, f'{ctrl} control characters among its {seen}')
     notes[name] = enc
 
 def _paras(lines):
@@ -86,7 +102,10 @@ class TextCorpus:
         self.path,self.split,self.encoding,self.extensions = Path(path),split,encoding,tuple(extensions)
         if not self.path.exists():
             raise UlmfitError(f"No such file or folder: {self.path}. Check the path (shared data sets are found with `dataset_path(name)`).")
-        if split not in _SPLITS: raise UlmfitError(f"`split`={split!r} is not known: use one of {_SPLITS}.")
+        check_args(split=split)
+        if encoding is not None:
+            try: codecs.lookup(encoding)
+            except (LookupError, TypeError): raise UlmfitError(f"`encoding`={encoding!r} is not an encoding Python knows: use e.g. 'utf-8', 'latin-1' or 'cp1252'.") from None
         self.kind = _kind(self.path, self.extensions)
         if self.kind == 'unknown':
             raise UlmfitError(f"Don't know how to read {self.path.name!r}: supported are text files ({', '.join(self.extensions)}; add others with `extensions=`), "
@@ -94,6 +113,10 @@ class TextCorpus:
         self.notes = {}
 
     def __repr__(self): return f"TextCorpus({str(self.path)!r}, split={self.split!r})"
+    def where(self, name) -> str:
+        "How messages name the file `name` of the corpus: its path, or the member and its archive"
+        if self.kind == 'dir': return str(self.path/name)
+        return f"{name} in {self.path}" if self.kind in ('tar', 'zip') else str(self.path)
 
 # %% ../nbs/01_data.ipynb #f9eeb77b
 @patch
@@ -109,7 +132,7 @@ def files(self:TextCorpus):
 @patch
 def docs_of(self:TextCorpus, name, f):
     "Yield the documents of one file `f`, split according to `self.split`"
-    lines = _decoded_lines(f, self.encoding, name, self.notes)
+    lines = _decoded_lines(f, self.encoding, name, self.notes, self.where(name))
     if self.split == 'line': yield from (l.strip() for l in lines if l.strip())
     elif self.split == 'para': yield from _paras(lines)
     else:
@@ -117,13 +140,26 @@ def docs_of(self:TextCorpus, name, f):
         if text.strip(): yield text
 
 # %% ../nbs/01_data.ipynb #bc60b1e9
+_READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile)
+
+def _read_error(path, e) -> UlmfitError:
+    "A `UlmfitError` for a corpus file that could not be read or decompressed, with the fix"
+    first = (str(e).splitlines() or [''])[0]
+    if isinstance(e, EOFError):
+        return UlmfitError(f"{path} is truncated: it ends in the middle of its compressed data ({type(e).__name__}: {first}). "
+                           "Download or copy it again (`gzip -t`, `xz -t` or `bzip2 -t` checks a file).")
+    if isinstance(e, PermissionError): return UlmfitError(f"{path} could not be read: permission denied. Check the permissions of the file or folder.")
+    return UlmfitError(f"{path} could not be read ({type(e).__name__}: {first}): it is corrupt, or not the kind of file its name says. Download or copy it again.")
+
 @patch
 def __iter__(self:TextCorpus):
-    "Yield the documents; raise `UlmfitError` if there are none; warn about files read as latin-1"
+    "Yield the documents; raise `UlmfitError` if there are none or a file cannot be read; warn about files read as latin-1"
     self.notes.clear(); n_files, n_docs = 0, 0
-    for name,f in self.files():
-        n_files += 1
-        for d in self.docs_of(name, f): n_docs += 1; yield d
+    try:
+        for name,f in self.files():
+            n_files += 1
+            for d in self.docs_of(name, f): n_docs += 1; yield d
+    except _READ_ERRORS as e: raise _read_error(self.path, e) from None
     if n_files == 0:
         raise UlmfitError(f"{self.path} holds no text files (looked for names ending in {', '.join(self.extensions)}). Pass `extensions=` to read other names.")
     if n_docs == 0: raise UlmfitError(f"{self.path} holds {n_files} text file(s) but no text: they are empty or blank.")
@@ -250,6 +286,16 @@ def _tokenized(chunks, tkz, n_workers:int):
         for c0,f in queue: yield c0, f.result()
     finally: ex.shutdown(wait=True, cancel_futures=True)  # on an early stop (`max_tokens`), drop the queued chunks
 
+# %% ../nbs/01_data.ipynb #2a8d983d
+def _tok_texts(tkz, texts, max_chars:int=200_000) -> list:
+    "Token lists of `texts` with `tkz` (a `TokenizeWithRules`), texts over `max_chars` cut into pieces as `tokenize_corpus` cuts them"
+    chunk = [(p, i==0, i==len(ps)-1) for t in texts for ps in [_split_long(t, max_chars)] for i,p in enumerate(ps)]
+    res, cur = [], []
+    for (_,_,last),toks in zip(chunk, _tok_chunk(tkz, chunk)):
+        cur += toks
+        if last: res.append(cur); cur = []
+    return res
+
 # %% ../nbs/01_data.ipynb #10c87fde
 _STORE_FORMAT = 1
 
@@ -325,7 +371,7 @@ def _as_source(source, text_col='text', split='file', encoding=None, extensions=
     if isinstance(source, (TextCorpus, TokenStore)): return source
     if isinstance(source, (str, Path)):
         p = Path(source)
-        if p.suffix.lower() == '.csv' and p.is_file(): return _texts_of(_read_df(p), text_col)
+        if p.suffix.lower() == '.csv' and p.is_file(): return _texts_of(_read_df(p, encoding), text_col)
         return read_texts(p, encoding=encoding, split=split, extensions=extensions)
     if isinstance(source, pd.DataFrame): return _texts_of(source, text_col)
     if isinstance(source, (list, tuple, pd.Series, L, np.ndarray)): return _check_texts(list(source), 'The texts')
@@ -352,12 +398,29 @@ def _texts_of(df, text_col) -> list:
     return _check_texts(df[text_col].tolist(), f"Column {text_col!r}")
 
 # %% ../nbs/01_data.ipynb #c6e9a498
-def _read_df(df_or_csv) -> pd.DataFrame:
-    "`df_or_csv` itself if a DataFrame, else the CSV file it names"
+def _csv_encoding_error(p:Path, enc:str) -> UlmfitError:
+    "A `UlmfitError` naming the first line of the CSV file `p` that is not valid `enc`, and the fix"
+    off = 0
+    with open(p, 'rb') as f:
+        for i,line in enumerate(f):
+            try: line.decode(enc)
+            except UnicodeDecodeError as e: return _decode_error(p, enc, i, off, line, e)
+            off += len(line)
+    return UlmfitError(f"{p} is not valid {enc}. Pass the file's encoding as `encoding=` (e.g. 'latin-1' or 'cp1252'), or convert the file to UTF-8.")
+
+def _read_df(df_or_csv, encoding:str=None) -> pd.DataFrame:
+    "`df_or_csv` itself if a DataFrame, else the CSV file it names, read with `encoding` (`None`: utf-8)"
     if isinstance(df_or_csv, pd.DataFrame): return df_or_csv
     p = Path(df_or_csv)
+    if p.is_dir(): raise UlmfitError(f"{p} is a folder, not a CSV file. Pass the path of a CSV file or a DataFrame (folders of text files are read by `read_texts` and `lm_dls`).")
     if not p.is_file(): raise UlmfitError(f"No such CSV file: {p}. Pass a DataFrame or the path of a CSV file.")
-    return pd.read_csv(p)
+    with open(p, 'rb') as f: head = f.read(1 << 16)
+    if b'\0' in head: raise _binary_error(p, 'a NUL byte in its first 64 KB')
+    try: return pd.read_csv(p, encoding=encoding)
+    except UnicodeDecodeError: raise _csv_encoding_error(p, encoding or 'utf-8') from None
+    except LookupError: raise UlmfitError(f"`encoding`={encoding!r} is not an encoding Python knows: use e.g. 'utf-8', 'latin-1' or 'cp1252'.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise UlmfitError(f"{p} is not a readable CSV file ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}). Check that it is comma-separated with a header row.") from None
 
 def _check_cols(df, *cols):
     "Raise `UlmfitError` naming the existing columns if any of `cols` is missing from `df`"
@@ -466,7 +529,7 @@ class TokenIds(Transform):
 def numericalize_text(self:TokenIds, text:str) -> TensorText:
     "Tokenize `text` with this transform's tokenizer and rules, then map the tokens to vocabulary ids"
     if self.tok is None: self.tok = WordTokenizer()
-    toks = first(TokenizeWithRules(self.tok, rules=self.rules, post_rules=self.post_rules)([text]))
+    toks = _tok_texts(TokenizeWithRules(self.tok, rules=self.rules, post_rules=self.post_rules), [text])[0]
     o2i = self.o2i
     return TensorText(tensor([o2i.get(t, o2i.get(UNK, 0)) for t in toks]))
 
@@ -563,14 +626,26 @@ def _random_valid(n:int, valid_pct:float, seed) -> list:
 
 # %% ../nbs/01_data.ipynb #0e08958e
 def _build_vocab(tfm_stores, train_idx, vocab, min_freq, max_vocab) -> list:
-    "`vocab` as a list, or a new one from the training documents' token counts"
+    "`vocab` as a list, or a new one from the training documents' token counts (refused if it holds no word)"
     if vocab is not None: return _vocab_of(vocab)
     starts = np.cumsum([0]+[len(s) for s in tfm_stores])
-    return make_vocab(_train_counter(tfm_stores, starts, train_idx), min_freq=min_freq, max_vocab=max_vocab)
+    v = make_vocab(_train_counter(tfm_stores, starts, train_idx), min_freq=min_freq, max_vocab=max_vocab)
+    if not any(t not in defaults.text_spec_tok and t != 'xxfake' for t in v):
+        raise UlmfitError(f"The new vocabulary would hold only fastai's special tokens (xxunk, xxpad, ...): no token of the training documents occurs "
+                          f"`min_freq`={min_freq} times or more. Lower `min_freq`, or add text.")
+    return v
 
 def _text_tfms(stores, vocab, backwards, tkw) -> list:
     "Item transforms of a text pipeline: `TokenIds`, then `reverse_text` for a backwards model"
     return [TokenIds(stores, vocab, tkw['tok'], tkw['rules'], tkw['post_rules'])] + ([reverse_text] if backwards else [])
+
+def _check_streams(tfm, bs, **splits):
+    "Raise `UlmfitError` if a split (name -> document indices) has too few tokens for `bs` language-model streams: fastai would give it no batch"
+    for what, idx in splits.items():
+        n = int(tfm.lengths(idx).sum())
+        if n - 1 < bs:
+            raise UlmfitError(f"The {what} documents hold {n} tokens, too few for `bs`={bs} parallel streams (fastai would make no batch of them): lower `bs`"
+                              + (" or hold out more text (`valid_pct`)." if what == 'validation' else " or add text."))
 
 # %% ../nbs/01_data.ipynb #0fcb3587
 @delegates(tokenize_corpus, keep=True, but=['source', 'text_col', 'max_docs', 'max_tokens'])
@@ -592,6 +667,7 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
            **kwargs, # `split`/`encoding`/`extensions` for corpus paths; others go to `DataBlock.dataloaders`
           ) -> DataLoaders:
     "Language-model `DataLoaders` over all the texts of `source` and `more`, tokenized once and cached"
+    check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress, **{k:kwargs.pop(k) for k in ('split','encoding','extensions','chunk_chars','max_chars') if k in kwargs})
     stores = _stores((source,)+more, text_col, tkw)
     n = sum(map(len, stores))
@@ -599,6 +675,7 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
     train = np.setdiff1d(np.arange(n), valid)
     vocab = _build_vocab(stores, train, vocab, min_freq, max_vocab)
     tfms = _text_tfms(stores, vocab, backwards, tkw)
+    _check_streams(tfms[0], bs, training=train, validation=valid)
     dl_type = VarLenLMDataLoader if var_bptt else LMDataLoader
     dls_kw = {'seq_len': bptt, 'cache': 2*bs+2}  # LRU of documents: each of the `bs` streams keeps its current and next one
     dblock = DataBlock(blocks=TransformBlock(type_tfms=tfms, dl_type=dl_type, dls_kwargs=dls_kw), splitter=IndexSplitter(valid))
@@ -620,6 +697,27 @@ def _clas_split(df, valid_col, valid_pct, seed):
     if not v.any() or v.all(): raise UlmfitError(f"Column {valid_col!r} marks {int(v.sum())} of {len(df)} rows as validation; it must mark some rows, not all.")
     return np.flatnonzero(v).tolist()
 
+def _classes(labels, label_delim) -> list:
+    "The distinct classes in `labels` (split on `label_delim` for multi-label data), sorted as fastai sorts them"
+    if label_delim: return sorted({c for l in labels for c in str(l).split(label_delim)})
+    return sorted(set(labels), key=lambda c: (str(type(c)), c))
+
+def _check_classes(labels, train, valid, label_col, label_delim=None):
+    "Refuse training rows of one class and validation classes never trained on; warn about classes without a validation row"
+    labels = np.asarray(labels, dtype=object)
+    tr, va = _classes(labels[train], label_delim), _classes(labels[valid], label_delim)
+    if len(tr) < 2:
+        raise UlmfitError(f"The {len(train)} training rows all have the same class ({tr[0]!r} in column {label_col!r}): a classifier needs at least two classes. "
+                          f"Check `label_col`, and that the validation split (`valid_col`/`valid_pct`) did not take every row of the other classes.")
+    unseen = [c for c in va if c not in set(tr)]
+    if unseen:
+        raise UlmfitError(f"Class(es) {unseen[:5]} of column {label_col!r} occur only in the validation rows, so the classifier could never predict them. "
+                          "Move some of their rows to the training split, or drop them.")
+    missing = [c for c in tr if c not in set(va)]
+    if missing:
+        warnings.warn(f"The validation rows have no example of class(es) {missing[:5]}" + (f" (and {len(missing)-5} more)" if len(missing) > 5 else '') +
+                      ": the validation metrics say nothing about them. Hold out more rows (`valid_pct`) or mark some with `valid_col`.")
+
 # %% ../nbs/01_data.ipynb #5cc0d212
 @delegates(tokenize_corpus, keep=True, but=['source', 'text_col', 'max_docs', 'max_tokens', 'chunk_chars', 'max_chars'])
 def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
@@ -635,12 +733,15 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              label_delim:str=None, # Separator of several labels in one cell: a multi-label classifier
              min_freq:int=3, max_vocab:int=60000, # For a new vocabulary (`vocab=None`)
              seed:int=None, # Seed of the random validation split
+             encoding:str=None, # Encoding of a CSV file (`None`: utf-8)
              tok=None, rules=None, post_rules=None, cache:bool=True, n_workers:int=None, progress:bool=True, # See `tokenize_corpus`
              path='.', # `DataLoaders.path`
              **kwargs, # Passed to `DataBlock.dataloaders`
             ) -> DataLoaders:
     "Classifier `DataLoaders` that reuse the language model's `vocab`, tokenized once and cached"
-    df = _read_df(df_or_csv)
+    check_args(bs=bs, bptt=bptt, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
+    if valid_col is None: check_args(valid_pct=valid_pct)
+    df = _read_df(df_or_csv, encoding)
     _check_cols(df, text_col, label_col, valid_col)
     _check_labels(df, label_col)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
@@ -648,6 +749,8 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
     valid = _clas_split(df, valid_col, valid_pct, seed)
     train = np.setdiff1d(np.arange(len(df)), valid)
     tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab), backwards, tkw)
+    _check_classes(df[label_col].to_numpy(), train, valid, label_col, label_delim)
+    if len(train) < bs: raise UlmfitError(f"There are {len(train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
     items = pd.DataFrame({'doc': np.arange(len(df)), 'label': df[label_col].to_numpy()})
     y_block = MultiCategoryBlock if label_delim else CategoryBlock
     dblock = DataBlock(blocks=(TransformBlock(type_tfms=tfms, dl_type=SortedDL, dls_kwargs={'before_batch': Pad_Chunk(seq_len=bptt)}), y_block),
