@@ -413,3 +413,57 @@ def test_cross_version_bundles(env, tmp_path):
     _same_preds(b/'preds_saved.pt', b/f'preds_loaded_{v_here}.pt')
     assert json.loads((b/'lm'/'provenance.json').read_text())['versions']['fastai'] == v_there
     print(f'bundles crossed fastai {v_here} <-> {v_there}')
+
+# ---------------------------------------------------------------- trust and publishing (issue 13)
+def test_classifier_bundle_is_not_a_pretrained_lm(clas_bundle):
+    "Item 13: the io functions both the API and the CLI use refuse a classifier as the source of a language model"
+    lm = tiny_lm(50)
+    with pytest.raises(UlmfitError, match="holds a classifier, but a language model or encoder bundle is needed"):
+        load_pretrained_lm(lm, vocab=OLD_VOCAB, source=clas_bundle, verbose=False)
+    b = load_bundle(clas_bundle)
+    sd, _ = remap_embeddings(b.state_dict, b.vocab, OLD_VOCAB)   # what the CLI's finetune-lm --pretrained does
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    with pytest.raises(UlmfitError, match="holds a classifier, not a language model"): load_encoder_weights(lm, sd, what=str(clas_bundle))
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items())   # nothing was loaded
+    with pytest.raises(UlmfitError, match="holds a classifier, but a language model bundle is needed"): load_bundle(clas_bundle, kinds=('lm',))
+
+def test_pinned_digest_catches_rehashed_edit(clas_bundle):
+    "What to build 6 / item 18: a deliberate edit plus re-hash passes the checksums but not the pinned digest"
+    d = bundle_digest(clas_bundle)
+    assert d == sha256_file(clas_bundle/'provenance.json') and load_bundle(clas_bundle, sha256=d).labels == ['neg', 'neu', 'pos']
+    c = json.loads((clas_bundle/'config.json').read_text()); c['labels'] = ['pos', 'neu', 'neg']
+    (clas_bundle/'config.json').write_text(json.dumps(c)); _rehash(clas_bundle)
+    assert load_bundle(clas_bundle).labels == ['pos', 'neu', 'neg']   # unpinned: accepted
+    with pytest.raises(UlmfitError, match=f"is not the one expected: its digest .* is {bundle_digest(clas_bundle)}, not {d}"):
+        load_bundle(clas_bundle, sha256=d)
+    with pytest.raises(UlmfitError, match="`sha256`='xyz' is not a sha256 digest"): load_bundle(clas_bundle, sha256='xyz')
+
+def test_unlisted_file_is_not_read(clas_bundle):
+    "A tokenizer.json added after saving is outside every checksum, so the pin would not cover it: refused"
+    (clas_bundle/'tokenizer.json').write_text(json.dumps(dict(tokenizer='BaseTokenizer', params={}, rules=[], sep=' ')))
+    with pytest.raises(UlmfitError, match="tokenizer.json in the bundle .* are not covered by the checksums"): load_bundle(clas_bundle)
+
+def test_two_bundle_writers(tmp_path, monkeypatch):
+    "Item 5 / what to build 2: two saves to one new path at once: one bundle, one refusal, a bundle that loads"
+    import threading
+    gate, orig = threading.Barrier(2, timeout=20), uio._write_files
+    def slow(*a, **k): orig(*a, **k); gate.wait()   # both have written their files before either publishes
+    monkeypatch.setattr(uio, '_write_files', slow)
+    res = [None, None]
+    def save(i):
+        try: res[i] = save_bundle(tmp_path/'b', tiny_clas(50, n_class=2+i), OLD_VOCAB)
+        except UlmfitError as e: res[i] = e
+    ts = [threading.Thread(target=save, args=(i,)) for i in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join(30)
+    won = [i for i in range(2) if isinstance(res[i], Path)]
+    assert len(won) == 1 and 'already exists' in str(res[1-won[0]])
+    assert load_bundle(tmp_path/'b').config['clas_head']['n_class'] == 2 + won[0]
+    assert [p.name for p in tmp_path.iterdir()] == ['b']
+
+def test_bundle_leftovers_cleaned(tmp_path):
+    "Item 14: the temporary folders a killed save left are removed by the next save to that path"
+    p = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    (tmp_path/f'.b.{int(p.stdout)}-abcd.part').mkdir(); (tmp_path/f'.b.old-{int(p.stdout)}-12345678').mkdir()
+    save_bundle(tmp_path/'b', tiny_lm(), OLD_VOCAB)
+    assert [p.name for p in tmp_path.iterdir()] == ['b']

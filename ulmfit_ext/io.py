@@ -4,18 +4,18 @@
 
 # %% ../nbs/04_io.ipynb #beb26d65
 from __future__ import annotations
-import json, os, pickle, shutil, tempfile, urllib.request, uuid, zipfile
+import json, os, pickle, re, shutil, tempfile, urllib.request, uuid, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from fastai.text.all import *
-from .core import UlmfitError, check_dest, sha256_file, versions
+from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'normalize_keys', 'sd_kind', 'infer_config', 'check_compatible', 'LoadReport',
            'load_weights', 'encoder_of', 'encoder_state', 'load_encoder_weights', 'RemapReport', 'remap_embeddings',
            'read_itos', 'read_weights', 'wt103_files', 'load_pretrained_lm', 'model_kind', 'model_config',
-           'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'verify_bundle', 'Bundle', 'load_bundle',
-           'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
+           'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest', 'verify_bundle',
+           'Bundle', 'load_bundle', 'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
 
 # %% ../nbs/04_io.ipynb #a57616bc
 def _raw_name(k):
@@ -131,7 +131,8 @@ def _names_error(sd, model, rep, what):
     try: kinds = sd_kind(sd)[0], sd_kind(model.state_dict())[0]
     except UlmfitError: kinds = (None, None)
     names = dict(lm='language model', classifier='classifier', encoder='bare encoder')
-    pre = (f"{what} holds a {names[kinds[0]]} but the model is a {names[kinds[1]]}: load the shared encoder with `load_encoder_weights`. "
+    extra = (" (`allow_classifier=True`: a classifier's encoder, while the decoder keeps its random start)" if kinds == ('classifier', 'lm') else '')
+    pre = (f"{what} holds a {names[kinds[0]]} but the model is a {names[kinds[1]]}: load the shared encoder with `load_encoder_weights`{extra}. "
            if kinds[0] != kinds[1] else '')
     raise UlmfitError(f"{pre}Parameter names differ between {what} and the model. Missing from {what}: {_few(rep.missing)}; "
                       f"not in the model: {_few(rep.unexpected)}. If the file holds only part of the model, pass `strict=False`.")
@@ -168,8 +169,13 @@ def encoder_state(sd:dict) -> dict:
 def load_encoder_weights(model:nn.Module, # Language model, classifier or `AWD_LSTM`
                          sd:dict, # State dict of any of the three kinds
                          what:str='the file', # How to call the source of `sd` in messages
+                         allow_classifier:bool=False, # Load a classifier's encoder into a language model anyway?
                         ) -> LoadReport:
-    "Load the encoder part of `sd` into the encoder of `model`, by name"
+    "Load the encoder part of `sd` into the encoder of `model`, by name; a classifier's encoder is not put into a language model unless asked"
+    if not allow_classifier and sd_kind(normalize_keys(sd))[0] == 'classifier' and sd_kind(normalize_keys(model.state_dict()))[0] == 'lm':
+        raise UlmfitError(f"{what} holds a classifier, not a language model: its encoder was fine-tuned for classification and comes without the decoder "
+                          "a language model needs (the decoder would keep its random start). Pass a language-model or encoder bundle "
+                          "(`save_lm_bundle`/`save_encoder_bundle`, or the bundle/ and encoder/ folders of a fine-tuned LM), or `allow_classifier=True` if you mean it.")
     return load_weights(encoder_of(model), encoder_state(sd), strict=True, what=what)
 
 # %% ../nbs/04_io.ipynb #cba150e0
@@ -282,8 +288,7 @@ def _pretrained_source(source, backwards, path, allow_pickle, vocab):
     if source == 'wt103':
         wf, vf = wt103_files(backwards, path)
         return (*remap_embeddings(read_weights(wf), read_itos(vf, allow_pickle), vocab), wf)
-    b = load_bundle(source)
-    if b.kind not in ('lm', 'encoder'): raise UlmfitError(f"The bundle {source} holds a {b.kind}: pass a language-model or encoder bundle.")
+    b = load_bundle(source, kinds=('lm', 'encoder'))
     if b.config.get('backwards', False) != backwards:
         raise UlmfitError(f"The bundle {source} is a {'backward' if b.config.get('backwards') else 'forward'} LM but a {'backward' if backwards else 'forward'} one was asked for: pass the matching bundle.")
     return (*remap_embeddings(b.state_dict, b.vocab, vocab), Path(source)/'weights.pth')
@@ -424,14 +429,6 @@ def _is_bundle(path):
     except Exception: return False
 
 # %% ../nbs/04_io.ipynb #9241c821
-def _publish_dir(tmp, path):
-    "Move the finished folder `tmp` to `path`, replacing an old bundle there"
-    if not path.exists(): return os.replace(tmp, path)
-    old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:8]}')
-    os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old)
-
 def _check_target(path, overwrite):
     "Refuse an existing `path` unless `overwrite`, and always refuse one that is not a bundle"
     path = check_dest(path, overwrite)
@@ -468,7 +465,7 @@ def save_bundle(path, # The bundle folder to create
                 bptt:int=None, # Sequence length used in training (a classifier's own `seq_len` is recorded anyway)
                 overwrite:bool=False, # Replace an existing bundle at `path`?
                ) -> Path:
-    "Save a model with its vocabulary, tokenizer, configuration and provenance into the folder `path`, atomically"
+    "Save a model with its vocabulary, tokenizer, configuration and provenance into the folder `path`, atomically (see `atomic_dir`)"
     path = _check_target(path, overwrite)
     cfg = model_config(model, kind)
     if len(vocab) != cfg['vocab_sz']: raise UlmfitError(f"The vocabulary has {len(vocab)} tokens but the model's embedding has {cfg['vocab_sz']} rows.")
@@ -476,12 +473,7 @@ def save_bundle(path, # The bundle folder to create
         raise UlmfitError(f"{len(labels)} labels were given but the classifier has {cfg['clas_head']['n_class']} outputs.")
     cfg.update(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, labels=None if labels is None else list(labels),
                backwards=bool(backwards), bptt=bptt, extra=config or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent))
-    try:
-        _write_files(tmp, model, vocab, cfg, tokenizer, metrics, data_desc)
-        _publish_dir(tmp, path)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(path, overwrite) as tmp: _write_files(tmp, model, vocab, cfg, tokenizer, metrics, data_desc)
     return path
 
 # %% ../nbs/04_io.ipynb #1083f0f0
@@ -490,15 +482,38 @@ def _read_json(path):
     except FileNotFoundError: raise UlmfitError(f"The bundle {Path(path).parent} is missing {Path(path).name}. Copy the complete folder again.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise UlmfitError(f"{path} is not valid JSON ({e}): the file is corrupt.") from None
 
-def verify_bundle(path) -> dict:
-    "Check that the bundle at `path` is complete and every file has its recorded sha256; return the provenance"
+_READ = ('config.json', 'vocab.json', 'weights.pth', 'tokenizer.json', 'spm.model')   # every file `load_bundle` reads besides provenance.json
+
+def bundle_digest(path, # A bundle folder
+                 ) -> str: # Hex sha256
+    "The digest that identifies a bundle: the sha256 of its provenance.json, which records the sha256 of every other file"
+    f = Path(path)/'provenance.json'
+    if not f.is_file(): raise UlmfitError(f"There is no bundle at {path} (no provenance.json).")
+    return sha256_file(f)
+
+def _check_digest(sha256:str, what:str) -> str:
+    "`sha256` as 64 lowercase hex digits (a 'sha256:' prefix allowed), or a `UlmfitError`"
+    d = str(sha256).strip().lower().removeprefix('sha256:')
+    if not re.fullmatch('[0-9a-f]{64}', d): raise UlmfitError(f"`sha256`={sha256!r} is not a sha256 digest (64 hexadecimal digits), as `{what}` prints it.")
+    return d
+
+def verify_bundle(path, # A bundle folder
+                  sha256:str=None, # The expected `bundle_digest`, from a source you trust; `None`: check only the recorded checksums
+                 ) -> dict:
+    "Check that the bundle at `path` is complete, every file has its recorded sha256 (and, with `sha256`, that the bundle is the expected one); return the provenance"
     path = Path(path)
     if not path.is_dir(): raise UlmfitError(f"There is no bundle folder at {path}.")
+    if sha256 is not None:
+        want, got = _check_digest(sha256, 'bundle_digest'), bundle_digest(path)
+        if got != want: raise UlmfitError(f"The bundle {path} is not the one expected: its digest (sha256 of provenance.json) is {got}, not {want}. "
+                                          "It was edited or replaced after the digest was published; get the bundle again from a source you trust.")
     prov = _read_json(path/'provenance.json')
     files = prov.get('files', {})
     for name in [*_REQUIRED[2:], *files]:
         if '/' in name or '\\' in name or name.startswith('.'): raise UlmfitError(f"provenance.json lists an invalid file name {name!r}.")
         if not (path/name).is_file(): raise UlmfitError(f"The bundle {path} is missing {name}. Copy the complete folder again.")
+    unlisted = [n for n in _READ if (path/n).exists() and n not in files]
+    if unlisted: raise UlmfitError(f"{', '.join(unlisted)} in the bundle {path} are not covered by the checksums in provenance.json: the folder was edited. Save the bundle again with `save_bundle`.")
     for name, h in files.items():
         if sha256_file(path/name) != h:
             raise UlmfitError(f"{path/name} does not match the sha256 recorded in provenance.json: the file is truncated, corrupted or was changed after saving.")
@@ -538,12 +553,18 @@ def _check_consistent(path, cfg, vocab, sd):
     check_compatible(infer_config(sd), want, what=f'{path/"weights.pth"}', other='config.json',
                      fix="the bundle was edited or put together from different models: save it again with `save_bundle`")
 
+_KIND_NAMES = dict(lm='language model', encoder='encoder', classifier='classifier')
+
 def load_bundle(path, # A folder written by `save_bundle`
+                sha256:str=None, # Expected `bundle_digest` (from a source you trust): refuse a bundle that was edited, even if re-hashed
+                kinds=None, # The kinds accepted ('lm', 'encoder', 'classifier'); `None` for all
                ) -> Bundle:
     "Verify and read a bundle; nothing is unpickled (weights via `torch.load(weights_only=True)`)"
     path = Path(path)
-    prov = verify_bundle(path)
+    prov = verify_bundle(path, sha256)
     cfg, vocab = _read_json(path/'config.json'), _read_json(path/'vocab.json')
+    if kinds is not None and cfg.get('kind') not in kinds:
+        raise UlmfitError(f"The bundle {path} holds a {_KIND_NAMES.get(cfg.get('kind'), cfg.get('kind'))}, but a {' or '.join(_KIND_NAMES.get(k, k) for k in kinds)} bundle is needed here.")
     tok = _read_json(path/'tokenizer.json') if (path/'tokenizer.json').exists() else None
     sd = read_weights(path/'weights.pth')
     _check_consistent(path, cfg, vocab, sd)
