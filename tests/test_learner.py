@@ -95,3 +95,55 @@ def test_trec6_end_to_end(shared_dataset):
     majority = te.label.value_counts(normalize=True).max()
     print(f"TREC-6 test accuracy {acc:.3f} (majority class {majority:.3f})")
     assert acc > majority + 0.25   # measured: 0.582 with 4 LM + 6 classifier epochs (majority 0.276)
+
+# ---------------------------------------------------------------- bad model arguments (issue 13, item 9)
+@pytest.mark.parametrize('kw,msg', [
+    (dict(config=dict(tiny_cfg, emb_sz=-5)), r'`emb_sz`=-5 is out of range'),
+    (dict(config=dict(tiny_cfg, n_layers=0)), r'`n_layers`=0 is out of range'),
+    (dict(config=dict(tiny_cfg, n_hid=0)), r'`n_hid`=0 is out of range'),
+    (dict(config=tiny_cfg, drop_mult=-1), r'`drop_mult`=-1 is out of range'),
+    (dict(config=tiny_cfg, drop_mult=float('nan')), r'`drop_mult`=nan is not a number'),
+    (dict(config=tiny_cfg, drop_mult=9), r'`drop_mult`=9 makes dropout probabilities above 1'),
+    (dict(config=dict(tiny_cfg, emb_sz=2**20)), r'mostly from `emb_sz`\), more than the .* of memory available'),
+    (dict(config=dict(tiny_cfg, hiden_p=0.1)), r"unknown key\(s\) \['hiden_p'\] \('hiden_p': did you mean 'hidden_p'\?\)"),
+    (dict(config=dict(tiny_cfg, weight_p=1.5)), r'`weight_p`=1.5 is out of range'),
+])
+def test_lm_learner_refuses_bad_sizes_before_building(dls, kw, msg, monkeypatch):
+    "Each bad value is a `UlmfitError` naming the argument, raised before any tensor is allocated"
+    import ulmfit_ext.learner as ul
+    monkeypatch.setattr(ul, 'get_language_model', lambda *a, **k: pytest.fail('the model was built'))
+    with pytest.raises(UlmfitError, match=msg): lm_learner(dls[0], **kw)
+
+def test_absurd_size_checked_against_memory(dls, monkeypatch):
+    "The estimate is compared with the memory available: a size that fits a big machine is refused on a small one"
+    import ulmfit_ext.learner as ul
+    monkeypatch.setattr(ul, 'available_memory', lambda: 10**6)   # a 1 MB machine
+    with pytest.raises(UlmfitError, match=r'`emb_sz`=400, `n_hid`=1152 and `n_layers`=3 with \d+ tokens make a model of [\d,]+ parameters'):
+        lm_learner(dls[0])
+    monkeypatch.setattr(ul, 'available_memory', lambda: 3*10**8)   # fits, but not 4 copies for training
+    with pytest.warns(UserWarning, match='training it with Adam needs about'): lm_learner(dls[0])
+
+@pytest.mark.parametrize('kw,msg', [(dict(bptt=0), '`bptt`=0'), (dict(max_len=0), '`max_len`=0'), (dict(n_out=0), '`n_out`=0'),
+                                     (dict(lin_ftrs=[50, -1]), r'`lin_ftrs\[1\]`=-1'), (dict(ps=[0.1, 0.1]), '`ps` has 2 dropout'),
+                                     (dict(ps=[2.]), r'`ps\[0\]`=2.0'), (dict(drop_mult=-0.5), '`drop_mult`=-0.5')])
+def test_clas_learner_refuses_bad_head(dls, kw, msg):
+    with pytest.raises(UlmfitError, match=msg): clas_learner(dls[1], config=tiny_cfg, **kw)
+
+# ---------------------------------------------------------------- determinism (issue 13, what to build 5)
+def _seeded_run(kind, seed=0):
+    "Build data and learner inside `deterministic(seed)`, fit one epoch; return the losses and the weights"
+    from ulmfit_ext.core import deterministic
+    with deterministic(seed):
+        lm = _toy_dls(is_lm=True)
+        learn = lm_learner(lm, config=tiny_cfg) if kind == 'lm' else clas_learner(_toy_dls(vocab=lm.vocab), config=tiny_cfg)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2)
+    return [float(v) for v in learn.recorder.losses] + list(map(float, learn.recorder.values[-1])), learn.model.state_dict()
+
+@pytest.mark.parametrize('kind', ['lm', 'clas'])
+def test_two_seeded_runs_identical(kind):
+    l1, w1 = _seeded_run(kind)
+    l2, w2 = _seeded_run(kind)
+    assert l1 == l2 and len(l1) > 3
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    l3, _ = _seeded_run(kind, seed=1)
+    assert l3 != l1   # the seed matters

@@ -4,8 +4,9 @@
 
 # %% ../nbs/05_learner.ipynb #6d87a1df
 from __future__ import annotations
+import difflib, inspect, warnings
 from fastai.text.all import *
-from .core import UlmfitError, check_range
+from .core import UlmfitError, check_range, check_args, check_int, available_memory
 from .splitters import lm_splitter, clas_splitter
 from .schedules import _fit_lrs  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
@@ -49,6 +50,49 @@ def _toy_dls(df=None, is_lm=False, vocab=None, bs=8, seq_len=10, backwards=False
 
 tiny_cfg = dict(emb_sz=20, n_hid=10, n_layers=2)
 
+# %% ../nbs/05_learner.ipynb #e0424242
+_AWD_ARGS = set(inspect.signature(AWD_LSTM.__init__).parameters) - {'self', 'vocab_sz'}
+_HEAD_ARGS = dict(lm={'tie_weights', 'out_bias', 'output_p', 'init'}, classifier={'output_p', 'init'})
+
+def _awd_params(vocab_sz:int, emb_sz:int, n_hid:int, n_layers:int, bidir:bool=False) -> dict:
+    "Parameter counts of an AWD-LSTM (with `WeightDropout`'s copy of each hidden-to-hidden matrix), by the size that makes them: `emb_sz` (embedding, last LSTM) or `n_hid`"
+    nd, res = (2 if bidir else 1), dict(emb_sz=vocab_sz*emb_sz, n_hid=0)
+    for l in range(n_layers):
+        last = l == n_layers-1
+        i, h = (emb_sz if l == 0 else n_hid), (emb_sz if last else n_hid)//nd
+        res['emb_sz' if last else 'n_hid'] += nd * (4*h*(i + 2*h) + 8*h)
+    return res
+
+def _gb(n:int) -> str: return f"{n/2**30:,.1f} GiB"
+
+def _check_size(counts:dict, cfg:dict, vocab_sz:int):
+    "Refuse a model whose float32 weights exceed the memory available; warn if training it (4 copies) would"
+    n, mem = sum(counts.values()), available_memory()
+    if mem is None: return
+    top = max(counts, key=counts.get)
+    desc = (f"`emb_sz`={cfg['emb_sz']}, `n_hid`={cfg['n_hid']} and `n_layers`={cfg['n_layers']} with {vocab_sz:,} tokens make a model of {n:,} parameters "
+            f"({_gb(4*n)} as float32, mostly from `{top}`)")
+    if 4*n > mem: raise UlmfitError(f"{desc}, more than the {_gb(mem)} of memory available. Choose smaller sizes (the paper's are emb_sz=400, n_hid=1152, n_layers=3).")
+    if 16*n > mem: warnings.warn(f"{desc}: training it with Adam needs about {_gb(16*n)}, more than the {_gb(mem)} of memory available.")
+
+def _check_model_args(cfg:dict, drop_mult, vocab_sz:int, kind:str):
+    "Raise `UlmfitError` for unknown `config` keys, bad sizes or dropouts, or a model too large for this machine, before anything is built"
+    known = _AWD_ARGS | _HEAD_ARGS[kind]
+    unknown = [k for k in cfg if k not in known]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        hint = '; '.join(f"{k!r}: did you mean {c[0]!r}?" for k,c in close.items() if c)
+        raise UlmfitError(f"`config` has unknown key(s) {unknown}" + (f" ({hint})" if hint else '') + f". Known keys are {sorted(known)}.")
+    check_args(emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'], drop_mult=drop_mult)
+    ps = {k: v for k,v in cfg.items() if k.endswith('_p')}
+    for k,v in ps.items(): check_range(k, v, 0, 1, hint='It is a dropout probability.')
+    over = {k: v for k,v in ps.items() if v*drop_mult > 1}
+    if over:
+        raise UlmfitError(f"`drop_mult`={drop_mult} makes dropout probabilities above 1 ({', '.join(f'{k} {v}×{drop_mult}' for k,v in over.items())}): "
+                          f"use a `drop_mult` of at most {1/max(over.values()):.3g}.")
+    if cfg.get('bidir') and (cfg['n_hid'] % 2 or cfg['emb_sz'] % 2): raise UlmfitError("A bidirectional AWD-LSTM (`bidir=True`) needs an even `emb_sz` and `n_hid`.")
+    _check_size(_awd_params(vocab_sz, cfg['emb_sz'], cfg['n_hid'], cfg['n_layers'], cfg.get('bidir', False)), cfg, vocab_sz)
+
 # %% ../nbs/05_learner.ipynb #5859f890
 @delegates(Learner.__init__)
 def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fastai's with `is_lm=True`)
@@ -66,8 +110,9 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
                **kwargs
               ) -> LMLearner:
     "An AWD-LSTM language-model learner with the paper's defaults and layer groups; unfrozen, ready for Stage 2"
-    vocab = _text_vocab(dls)
-    model = get_language_model(arch, len(vocab), config={**ulmfit_lm_config, **(config or {})}, drop_mult=drop_mult)
+    vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **(config or {})}
+    if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'lm')
+    model = get_language_model(arch, len(vocab), config=cfg, drop_mult=drop_mult)
     learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=partial(lm_splitter, order=order),
                       opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, **kwargs)
     if pretrained is not None: _load_pretrained_lm(learn, pretrained, pretrained_path, ifnone(backwards, _is_backwards(dls)))
@@ -114,6 +159,16 @@ def _copy_encoder(clas_model, state, source):
                           ". Pass the LM's `config` (emb_sz, n_hid, n_layers) to `clas_learner(..., config=...)`.")
     enc.load_state_dict(state)
 
+# %% ../nbs/05_learner.ipynb #3076b24b
+def _check_head_args(n_out, lin_ftrs, ps, bptt, max_len):
+    "Raise `UlmfitError` for a classifier head or BPT3C setting that fastai would only fail on later"
+    check_args(n_out=n_out, bptt=bptt, max_len=max_len)
+    for i,n in enumerate(lin_ftrs or []): check_int(f'lin_ftrs[{i}]', n, lo=1, hint='Hidden sizes of the head, e.g. the paper\'s [50].')
+    if ps is not None:
+        if len(ps) != len(ifnone(lin_ftrs, [50])):
+            raise UlmfitError(f"`ps` has {len(ps)} dropout(s) but the head has {len(ifnone(lin_ftrs, [50]))} hidden layer(s) (`lin_ftrs`={ifnone(lin_ftrs, [50])}): give one per layer.")
+        for i,p in enumerate(ps): check_range(f'ps[{i}]', p, 0, 1, hint='It is a dropout probability.')
+
 # %% ../nbs/05_learner.ipynb #0bf34ad9
 @delegates(Learner.__init__)
 def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary is the encoder's
@@ -135,9 +190,12 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
                  **kwargs
                 ) -> TextLearner:
     "An AWD-LSTM classifier learner (concat pooling, 50-unit head) on an encoder from Stage 2, a file, or nothing"
-    vocab, n_out = _text_vocab(dls), ifnone(n_out, get_c(dls))
+    check_args(n_out=n_out)
+    vocab, n_out, cfg = _text_vocab(dls), ifnone(n_out, get_c(dls)), {**ulmfit_clas_config, **(config or {})}
     if not n_out: raise UlmfitError("The number of classes could not be read from `dls`: pass `n_out=`.")
-    model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config={**ulmfit_clas_config, **(config or {})}, drop_mult=drop_mult,
+    _check_head_args(n_out, lin_ftrs, ps, bptt, max_len)
+    if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'classifier')
+    model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config=cfg, drop_mult=drop_mult,
                                 lin_ftrs=ifnone(lin_ftrs, [50]), ps=ps, max_len=max_len, y_range=y_range)
     learn = TextLearner(dls, model, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, metrics=metrics, **kwargs)
     learn.encoder_source = _attach_encoder(learn, encoder, vocab)
