@@ -199,3 +199,107 @@ def test_generate_text(toy):
     with pytest.raises(UlmfitError, match='is a classifier'): generate(toy['f'], 'the')
     with pytest.raises(UlmfitError, match='is a language model'): predict_texts(lm, ['the'])
     with pytest.raises(UlmfitError, match='`top_k`=0 is out of range'): generate(lm, 'the', top_k=0)
+
+# ---------------------------------------------------------------- issue 13: threads, long texts, trust
+import json, os, threading
+from pathlib import Path
+from ulmfit_ext.inference import ensemble_digest
+from ulmfit_ext.io import bundle_digest, save_classifier_bundle, load_bundle
+
+def _threaded(fn, n_threads=4, n_calls=3):
+    "Run `fn(i)` `n_calls` times in each of `n_threads` threads at once; {(i, call): result or exception}"
+    out, gate = {}, threading.Barrier(n_threads)
+    def work(i):
+        gate.wait()
+        for r in range(n_calls):
+            try: out[i, r] = fn(i)
+            except Exception as e: out[i, r] = e
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in ts: t.start()
+    for t in ts: t.join(120)
+    return out
+
+def test_shared_predictor_is_thread_safe(toy):
+    "Item 2: 4 threads x 3 calls on one predictor give exactly the sequential results (before: shape errors and flipped labels)"
+    p = as_predictor(toy['f'])
+    sets = [_texts(40, seed=s) for s in range(4)]
+    alone = [predict_probs(p, s, bs=7, progress=False) for s in sets]
+    got = _threaded(lambda i: predict_probs(p, sets[i], bs=7, progress=False))
+    assert len(got) == 12 and not [v for v in got.values() if isinstance(v, Exception)]
+    assert all(np.array_equal(v, alone[i]) for (i, _), v in got.items())
+
+def test_shared_learner_and_ensemble_are_thread_safe(toy):
+    "Predictors built per call over one learner's model share its lock; so do the two members of an ensemble"
+    ens = BiClassifier(toy['f'], toy['b'])
+    sets = [_texts(30, seed=10+s) for s in range(4)]
+    alone = [(predict_probs(toy['f'], s, bs=5, progress=False), predict_probs(ens, s, bs=5, progress=False)) for s in sets]
+    got = _threaded(lambda i: (predict_probs(toy['f'], sets[i], bs=5, progress=False), predict_probs(ens, sets[i], bs=5, progress=False)))
+    assert all(not isinstance(v, Exception) and np.array_equal(v[0], alone[i][0]) and np.array_equal(v[1], alone[i][1]) for (i, _), v in got.items())
+
+def test_concurrent_generation(toy):
+    "Generation keeps the LSTM state on the model between tokens: one at a time per model, the same text as alone"
+    alone = [generate(toy['lm'], 'the film', n_words=8, seed=s) for s in range(4)]
+    got = _threaded(lambda i: generate(toy['lm'], 'the film', n_words=8, seed=i), n_calls=2)
+    assert all(v == alone[i] for (i, _), v in got.items())
+
+def test_text_over_a_million_characters():
+    "Item 10: spaCy refuses texts over 1,000,000 characters (E088); prediction cuts them as training does, with the same tokens"
+    from ulmfit_ext.data import tokenize_corpus
+    df = _toy_df(60)
+    kw = dict(n_workers=0, progress=False, cache=False, seed=0)   # the default spaCy tokenizer
+    lm = lm_dls(df, bs=8, bptt=10, **kw)
+    clas = clas_learner(clas_dls(df, vocab=lm.vocab, valid_col='is_valid', bs=8, bptt=10, **kw), config=tiny_cfg, bptt=10)
+    rng = np.random.default_rng(0)
+    long = ' '.join(rng.choice('good bad film the plot awful great is a movie'.split(), size=220_000))
+    assert len(long) > 1_000_000
+    res = predict_texts(clas, [long, 'a good film'], max_tokens=2000, progress=False)
+    assert len(res) == 2 and np.isfinite(res[['prob_neg', 'prob_pos']].to_numpy()).all()
+    assert as_predictor(clas).tokenize([long])[0] == tokenize_corpus([long], **{k: v for k, v in kw.items() if k != 'seed'}).tokens(0)
+
+@pytest.fixture
+def ens_dir(toy, tmp_path):
+    return BiClassifier(toy['f'], toy['b']).save(tmp_path/'ens')
+
+@pytest.mark.parametrize('member', ['../outside', '/etc', 'fwd/../..', '..\\\\outside', 'C:\\\\models\\\\fwd', '', '.', 7])
+def test_ensemble_members_stay_inside(ens_dir, member):
+    "Item 11: member names that lead out of the ensemble folder (or nowhere) are refused before anything is read"
+    meta = json.loads((ens_dir/'ensemble.json').read_text())
+    (ens_dir/'ensemble.json').write_text(json.dumps(dict(meta, members=dict(fwd=member, bwd='bwd'))))
+    with pytest.raises(UlmfitError, match="is not a sub-folder of|names no fwd member"): BiClassifier.load(ens_dir)
+    with pytest.raises(UlmfitError, match="is not a sub-folder of|names no fwd member"): predict_texts(ens_dir, ['good'], progress=False)
+
+def test_ensemble_member_symlink_leading_out(ens_dir, tmp_path):
+    (tmp_path/'elsewhere').mkdir()
+    os.rename(ens_dir/'fwd', tmp_path/'elsewhere'/'fwd')
+    os.symlink(tmp_path/'elsewhere'/'fwd', ens_dir/'fwd')
+    with pytest.raises(UlmfitError, match="no links leading out"): BiClassifier.load(ens_dir)
+
+def test_ensemble_pinned_digest(ens_dir, toy):
+    d = ensemble_digest(ens_dir)
+    texts = _texts(5)
+    ref = predict_probs(ens_dir, texts, progress=False)
+    assert np.array_equal(predict_probs(ens_dir, texts, sha256=d, progress=False), ref)
+    meta = json.loads((ens_dir/'ensemble.json').read_text())
+    (ens_dir/'ensemble.json').write_text(json.dumps(dict(meta, combine='max')))   # an edit ensemble.json's own checks do not see
+    with pytest.raises(UlmfitError, match='is not the one expected'): BiClassifier.load(ens_dir, sha256=d)
+
+def test_bundle_pinned_digest_through_predict(toy, tmp_path):
+    b = save_classifier_bundle(toy['f'], tmp_path/'clas')
+    assert (predict_texts(b, ['good'], sha256=bundle_digest(b), progress=False).shape == (1, 3))
+    with pytest.raises(UlmfitError, match='is not the one expected'): predict_texts(b, ['good'], sha256='0'*64, progress=False)
+
+def test_ensemble_save_two_writers(toy, tmp_path, monkeypatch):
+    "Two saves of an ensemble to one new folder at once: one wins, the other is refused, the folder loads"
+    import ulmfit_ext.inference as inf
+    gate, orig = threading.Barrier(2, timeout=30), inf._ensemble_meta
+    monkeypatch.setattr(inf, '_ensemble_meta', lambda ens: (gate.wait(), orig(ens))[1])
+    ens = BiClassifier(toy['f'], toy['b'])
+    got = {}
+    def save(i):
+        try: got[i] = ens.save(tmp_path/'e')
+        except UlmfitError as e: got[i] = e
+    ts = [threading.Thread(target=save, args=(i,)) for i in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join(60)
+    assert sorted(type(v).__name__ for v in got.values()) == sorted(['PosixPath', 'UlmfitError'])
+    assert BiClassifier.load(tmp_path/'e').labels == ens.labels and [p.name for p in tmp_path.iterdir()] == ['e']

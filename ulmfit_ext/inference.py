@@ -4,19 +4,19 @@
 
 # %% ../nbs/06_inference.ipynb #ea0a34e3
 from __future__ import annotations
-import contextlib, json, os, shutil, tempfile, uuid
+import contextlib, hashlib, json, os, shutil, tempfile, threading, uuid, weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
-from .core import UlmfitError, check_range, check_dest
-from .data import TokenIds, lm_dls, clas_dls
-from .io import Bundle, load_bundle, save_bundle, tokenizer_spec
+from .core import UlmfitError, check_range, check_args, check_dest, atomic_dir
+from .data import TokenIds, lm_dls, clas_dls, _tok_texts
+from .io import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
 
 # %% auto #0
 __all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'BiClassifier',
-           'backward_dls', 'LMState', 'generate_ids', 'generate']
+           'ensemble_digest', 'backward_dls', 'LMState', 'generate_ids', 'generate']
 
 # %% ../nbs/06_inference.ipynb #b484fe50
 def _text_pipeline(dls) -> list:
@@ -48,13 +48,23 @@ def _unk_idx(vocab) -> int:
     "Index of `xxunk` (fastai maps unknown tokens to it), 0 if the vocabulary has none"
     return vocab.index(UNK) if UNK in vocab else 0
 
+# %% ../nbs/06_inference.ipynb #b98df236
+_LOCKS, _LOCKS_GUARD = weakref.WeakKeyDictionary(), threading.Lock()
+
+def _lock_of(obj, fallback=None) -> threading.RLock:
+    "The lock that serialises the stateful use of `obj` (a model, a tokenizer), shared by every `Predictor` over it; `fallback` if `obj` cannot be a key"
+    with _LOCKS_GUARD:
+        try: return _LOCKS.setdefault(obj, threading.RLock())
+        except TypeError: return fallback if fallback is not None else threading.RLock()
+
 # %% ../nbs/06_inference.ipynb #e97a63b2
 class Predictor:
-    "A model ready for inference with its `vocab`, `labels`, tokenizer and reading direction"
+    "A model ready for inference with its `vocab`, `labels`, tokenizer and reading direction; safe to share between threads"
     def __init__(self, model, vocab, labels=None, tokenizer=None, post_rules=None, backwards=False, source=None, kind='classifier'):
         store_attr('model,vocab,labels,tokenizer,post_rules,backwards,source,kind')
         self.o2i = {w:i for i,w in enumerate(self.vocab) if w != 'xxfake'}
         self.unk = _unk_idx(self.vocab)
+        self._own_lock = threading.RLock()
         if kind == 'classifier' and self.labels is None: self.labels = [str(i) for i in range(self.n_out)]
 
     @property
@@ -63,6 +73,10 @@ class Predictor:
     def pad_idx(self) -> int: return self.model[0].pad_idx if self.kind == 'classifier' else self.o2i.get(PAD, 1)
     @property
     def bptt(self) -> int: return self.model[0].bptt
+    @property
+    def lock(self) -> threading.RLock:
+        "The lock held while the model runs: one per model, however many predictors share it"
+        return _lock_of(self.model, self._own_lock)
     def __repr__(self):
         return f"Predictor({self.kind}, {'backward' if self.backwards else 'forward'}, vocab {len(self.vocab)}" + \
                (f", labels {self.labels}" if self.kind == 'classifier' else '') + f", from {self.source})"
@@ -70,10 +84,11 @@ class Predictor:
 # %% ../nbs/06_inference.ipynb #7d4cdc4c
 @patch
 def tokenize(self:Predictor, texts:list) -> list:
-    "Token lists of `texts`, with the tokenizer and rules used in training"
+    "Token lists of `texts`, with the tokenizer and rules used in training (texts over 200,000 characters cut into pieces, as in training)"
     if self.tokenizer is None:
         raise UlmfitError(f"{self.source} has no tokenizer (a bundle saved without tokenizer.json?). Pass `tokenizer=` (the fastai `Tokenizer` used in training).")
-    return list(TokenizeWithRules(self.tokenizer.tok, rules=self.tokenizer.rules, post_rules=self.post_rules)(texts))
+    tkz = TokenizeWithRules(self.tokenizer.tok, rules=self.tokenizer.rules, post_rules=self.post_rules)
+    with _lock_of(self.tokenizer.tok, self._own_lock): return _tok_texts(tkz, list(texts))
 
 @patch
 def numericalize(self:Predictor, toks:list) -> Tensor:
@@ -132,10 +147,11 @@ def _eval_mode(model):
 
 @patch
 def probs_of(self:Predictor, ids:list) -> np.ndarray:
-    "Class probabilities for a batch of id tensors in reading order, sorted longest first"
+    "Class probabilities for a batch of id tensors in reading order, sorted longest first (the model runs under its lock)"
     if self.backwards: ids = [x.flip(0) for x in ids]
-    x = _pad_batch(ids, self.pad_idx, self.bptt).to(one_param(self.model).device)
-    return F.softmax(self.model(x)[0].float(), dim=-1).cpu().numpy()
+    x = _pad_batch(ids, self.pad_idx, self.bptt)
+    with self.lock, _eval_mode(self.model):
+        return F.softmax(self.model(x.to(one_param(self.model).device))[0].float(), dim=-1).cpu().numpy()
 
 # %% ../nbs/06_inference.ipynb #c4023f29
 def _as_list(texts, text_col):
@@ -189,15 +205,17 @@ def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True
             for b in _chunk_batches(np.array([len(x) for x in ids]), bs): yield s+b, [ids[i] for i in b]
     it = batches()
     if progress and len(items) > bs: it = progress_bar(it, total=_n_batches(len(items), chunk_size, bs), leave=False)
-    with contextlib.ExitStack() as st:
-        for p in preds: st.enter_context(_eval_mode(p.model))
-        for rows,ids in it: out[rows] = sum(p.probs_of(ids) for p in preds) / len(preds)
+    for rows,ids in it: out[rows] = sum(p.probs_of(ids) for p in preds) / len(preds)
     return out
 
 # %% ../nbs/06_inference.ipynb #1ce45c35
-def _resolve(model, tokenizer=None):
+def _resolve(model, tokenizer=None, sha256=None):
     "A `BiClassifier` for an ensemble (or its folder), else the `Predictor` of `model`; raise unless it classifies"
-    if isinstance(model, (str, Path)) and (Path(model)/'ensemble.json').exists(): model = BiClassifier.load(model, tokenizer)
+    folder = isinstance(model, (str, Path)) and Path(model).is_dir()
+    if sha256 is not None and not folder:
+        raise UlmfitError(f"`sha256` pins a bundle or ensemble folder, but the model is a {type(model).__name__}: pass the folder, or leave `sha256=None`.")
+    if folder and (Path(model)/'ensemble.json').exists(): model = BiClassifier.load(model, tokenizer, sha256=sha256)
+    elif folder: model = load_bundle(model, sha256=sha256)
     res = model if hasattr(model, 'predictors') else as_predictor(model, tokenizer)
     p = getattr(res, 'predictors', [res])[0]
     if p.kind != 'classifier': raise UlmfitError(f"{p.source} is a language model; `predict_texts` needs a classifier. Use `generate` for text.")
@@ -215,12 +233,11 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
                   keep_end:str='head', # Which end of a long text `max_tokens` keeps: 'head' or 'tail'
                   text_col:str='text', # Text column when `texts` is a DataFrame
                   tokenizer=None, # A fastai `Tokenizer` replacing the model's own
+                  sha256:str=None, # For a bundle or ensemble folder: its expected digest (`bundle_digest`/`ensemble_digest`)
                  ) -> np.ndarray: # `float32` array, one row per text (input order), one column per class
     "Class probabilities of `texts` (averaged over both members of a `BiClassifier`), in input order"
-    check_range('bs', bs, lo=1); check_range('chunk_size', chunk_size, lo=1)
-    if keep_end not in ('head', 'tail'): raise UlmfitError(f"keep_end={keep_end!r}: use 'head' or 'tail'.")
-    if max_tokens is not None: check_range('max_tokens', max_tokens, lo=1)
-    preds = _predictors(_resolve(model, tokenizer))
+    check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end)
+    preds = _predictors(_resolve(model, tokenizer, sha256))
     items, index = _as_list(texts, text_col)
     return _predict_probs(preds, _check_texts(items, index), bs, chunk_size, progress, max_tokens, keep_end)
 
@@ -230,7 +247,7 @@ def predict_texts(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
                   texts, # A list of strings, a pandas Series, or a DataFrame (with `text_col`)
                   **kwargs) -> pd.DataFrame:
     "Predicted `label` and `prob_<label>` columns for `texts`, in input order (index of an input Series/DataFrame kept)"
-    model = _resolve(model, kwargs.pop('tokenizer', None))  # load a folder only once
+    model = _resolve(model, kwargs.pop('tokenizer', None), kwargs.pop('sha256', None))  # load (and check) a folder only once
     probs = predict_probs(model, texts, **kwargs)
     labels = _predictors(model)[0].labels
     idx = _as_list(texts, kwargs.get('text_col', 'text'))[1]
@@ -301,26 +318,15 @@ def _check_ens_target(path, overwrite):
     return path
 
 # %% ../nbs/06_inference.ipynb #42373d01
-def _publish(tmp:Path, path:Path):
-    "Move the finished folder `tmp` to `path`, replacing an old one there"
-    if not path.exists(): return os.replace(tmp, path)
-    old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:8]}')
-    os.replace(path, old); os.replace(tmp, path)
-    shutil.rmtree(old)
-
 @patch
 def save(self:BiClassifier, path, # The ensemble folder to create
          overwrite:bool=False, # Replace an existing ensemble at `path`?
         ) -> Path:
-    "Save both classifiers (`fwd/`, `bwd/` bundles) and `ensemble.json` into the folder `path`, atomically"
+    "Save both classifiers (`fwd/`, `bwd/` bundles) and `ensemble.json` into the folder `path`, atomically (see `atomic_dir`)"
     path = _check_ens_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent))
-    try:
+    with atomic_dir(path, overwrite) as tmp:
         _save_member(self.fwd, tmp/'fwd'); _save_member(self.bwd, tmp/'bwd')
         (tmp/'ensemble.json').write_text(json.dumps(_ensemble_meta(self), indent=1))
-        _publish(tmp, path)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 # %% ../nbs/06_inference.ipynb #44954f80
@@ -331,19 +337,50 @@ def _read_ensemble_meta(path:Path) -> dict:
         hint = " It is a single-model bundle: pass it to `predict_texts` directly." if (path/'config.json').exists() else ''
         raise UlmfitError(f"{path} is not an ensemble folder (no ensemble.json).{hint} Save a pair with `BiClassifier(fwd, bwd).save(path)`.")
     try: meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e: raise UlmfitError(f"{f} is not valid JSON ({e}): the file is corrupt.") from None
-    if meta.get('format') != ENSEMBLE_FORMAT: raise UlmfitError(f"{f} is not a ulmfit_ext ensemble description (format {meta.get('format')!r}).")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise UlmfitError(f"{f} is not valid JSON ({e}): the file is corrupt.") from None
+    if not isinstance(meta, dict) or meta.get('format') != ENSEMBLE_FORMAT:
+        raise UlmfitError(f"{f} is not a ulmfit_ext ensemble description (format {meta.get('format') if isinstance(meta, dict) else None!r}).")
     return meta
+
+def _member(path:Path, meta:dict, role:str) -> Path:
+    "The folder of member `role` ('fwd' or 'bwd'): a sub-folder of the ensemble folder, never a path that leads out of it"
+    m = meta.get('members') if isinstance(meta.get('members'), dict) else {}
+    name = m.get(role)
+    if not isinstance(name, str) or not name.strip():
+        raise UlmfitError(f"{path/'ensemble.json'} names no {role} member (`members.{role}`): the file is corrupt or was edited.")
+    bad = PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive or \
+          '..' in PurePosixPath(name).parts or '..' in PureWindowsPath(name).parts
+    full = path/name
+    inside = full.resolve() != path.resolve() and full.resolve().is_relative_to(path.resolve())   # resolve() follows symlinks
+    if bad or not inside:
+        raise UlmfitError(f"{path/'ensemble.json'} names the {role} member {name!r}, which is not a sub-folder of {path}: members must lie inside "
+                          "the ensemble folder (no absolute paths, no '..', no links leading out). Save the ensemble again with `BiClassifier.save`.")
+    return full
+
+def ensemble_digest(path, # A folder written by `BiClassifier.save`
+                   ) -> str: # Hex sha256
+    "The digest that identifies an ensemble: the sha256 of its ensemble.json and of both members' `bundle_digest`"
+    path = Path(path)
+    meta = _read_ensemble_meta(path)
+    h = hashlib.sha256((path/'ensemble.json').read_bytes())
+    for role in ('fwd', 'bwd'): h.update(f"\n{role} {bundle_digest(_member(path, meta, role))}".encode())
+    return h.hexdigest()
 
 @patch(cls_method=True)
 def load(cls:BiClassifier, path, # A folder written by `BiClassifier.save`
          tokenizer=None, # A fastai `Tokenizer` replacing the recorded one
+         sha256:str=None, # The expected `ensemble_digest`, from a source you trust; `None`: check only the recorded checksums
         ) -> BiClassifier:
-    "Load an ensemble folder, verifying both bundles' checksums (nothing is unpickled)"
+    "Load an ensemble folder, verifying both bundles' checksums (and with `sha256` that it is the expected one); nothing is unpickled"
     path = Path(path)
     m = _read_ensemble_meta(path)
-    ens = cls(load_bundle(path/m['members']['fwd']), load_bundle(path/m['members']['bwd']), tokenizer=tokenizer)
-    if ens.labels != m['labels']: raise UlmfitError(f"ensemble.json lists labels {m['labels']} but the bundles have {ens.labels}: the folder was edited.")
+    fwd, bwd = _member(path, m, 'fwd'), _member(path, m, 'bwd')
+    if sha256 is not None:
+        want, got = _check_digest(sha256, 'ensemble_digest'), ensemble_digest(path)
+        if got != want: raise UlmfitError(f"The ensemble {path} is not the one expected: its digest is {got}, not {want}. "
+                                          "It was edited or replaced after the digest was published; get it again from a source you trust.")
+    ens = cls(load_bundle(fwd, kinds=('classifier',)), load_bundle(bwd, kinds=('classifier',)), tokenizer=tokenizer)
+    if ens.labels != m.get('labels'): raise UlmfitError(f"ensemble.json lists labels {m.get('labels')} but the bundles have {ens.labels}: the folder was edited.")
     return ens
 
 # %% ../nbs/06_inference.ipynb #3e985772
@@ -441,7 +478,7 @@ def generate_ids(model, # An AWD-LSTM language model (`SequentialRNN(AWD_LSTM, L
     if top_k is not None: check_range('top_k', top_k, lo=1)
     if top_p is not None: check_range('top_p', top_p, lo=0, hi=1, lo_open=True)
     if len(ids) == 0: raise UlmfitError("The prompt has no tokens: give at least one word.")
-    with _eval_mode(model):
+    with _lock_of(model), _eval_mode(model):   # the LSTM's state lives on the model: one generation at a time per model
         st = LMState(model)
         logits = st.feed(ids)
         if beam_size: return _beam_loop(st, logits, n_words, check_range('beam_size', beam_size, lo=1), banned)
