@@ -253,3 +253,103 @@ def test_pretrain_tiny_gutenberg(shared_dataset, tmp_path):
     print(res, f'{time.time()-t0:.0f} s', res.metrics['epochs'], res.metrics['data'])
     ppl = [h['perplexity'] for h in res.metrics['epochs']]
     assert ppl[-1] < ppl[0] and ppl[-1] < 1000
+
+# --- replace, never destroy (issue 13, item 1) -------------------------------------------------
+import hashlib
+
+def _tree(d):
+    "sha256 of every file below `d` (the hidden replacement folder aside)"
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(d).rglob('*'))
+            if p.is_file() and '.next-run' not in p.relative_to(d).parts}
+
+@pytest.fixture
+def finished(corpus, tmp_path):
+    out = tmp_path/'run'
+    _run(corpus, out, n_epoch=2)
+    return out
+
+@pytest.mark.parametrize('bad,msg', [(dict(lr=0), '`lr`=0 is out of range'), (dict(lr=-1), '`lr`=-1 is out of range'), (dict(bs=0), '`bs`=0'),
+                                      (dict(bptt=0), '`bptt`=0'), (dict(max_vocab=0), '`max_vocab`=0'), (dict(n_epoch=0), '`n_epoch`=0'),
+                                      (dict(drop_mult=-1), '`drop_mult`=-1'), (dict(config=dict(emb_sz=-5)), '`emb_sz`=-5'),
+                                      (dict(config=dict(n_layers=0)), '`n_layers`=0'), (dict(clip=0), '`clip`=0'), (dict(seed=-1), '`seed`=-1'),
+                                      (dict(lr=float('nan')), '`lr`=nan is not a number'), (dict(min_freq=10**6), "only fastai's special tokens"),
+                                      (dict(bs=10**5), 'too few for `bs`=100000')])
+def test_overwrite_with_bad_value_keeps_finished_run(corpus, finished, bad, msg):
+    "Items 1, 3, 7, 9: a bad value is refused with its name; the finished run is byte-identical afterwards"
+    before = _tree(finished)
+    with pytest.raises(UlmfitError, match=msg): _run(corpus, finished, overwrite=True, **bad)
+    assert _tree(finished) == before
+
+def test_interrupted_replacement_keeps_old_run_and_resumes(corpus, finished):
+    "A replacement run that stops after one epoch leaves the old results untouched; the same call resumes it and swaps it in"
+    before = _tree(finished)
+    with pytest.raises(_Stop): _run(corpus, finished, overwrite=True, lr=1e-2, n_epoch=2, cbs=[_StopAfter(0)])
+    assert _tree(finished) == before and checkpoints(finished/'.next-run'/'checkpoints')
+    with pytest.raises(UlmfitError, match='interrupted replacement run waits in .next-run'): _run(corpus, finished, n_epoch=2)
+    cnt = _CountEpochs()
+    res = _run(corpus, finished, overwrite=True, lr=1e-2, n_epoch=2, cbs=[cnt])
+    assert cnt.trained == [1] and [h['run'] for h in res.metrics['epochs']] == [0, 1]
+    assert json.loads((finished/'settings.json').read_text())['lr'] == 1e-2 and res.metrics['settings']['lr'] == 1e-2
+    assert sorted(p.name for p in finished.iterdir()) == ['bundle', 'checkpoints', 'loss.png', 'metrics.json', 'settings.json']
+    assert load_checkpoint(finished/'checkpoints')['epoch'] == 2
+    from ulmfit_ext.io import load_bundle
+    assert load_bundle(finished/'bundle').provenance['metrics']['perplexity'] == res.perplexity
+
+def test_publication_killed_halfway_is_finished_next_time(corpus, finished, monkeypatch):
+    "A process killed between the moves that swap a replacement in: the next call completes them, so one whole run is there"
+    real, orig = pt._publish_run, os.replace
+    def half(nxt, out):
+        n = [0]
+        def limited(a, b):
+            n[0] += 1
+            if n[0] > 3: raise KeyboardInterrupt('killed while publishing')
+            orig(a, b)
+        monkeypatch.setattr(os, 'replace', limited)
+        try: real(nxt, out)
+        finally: monkeypatch.setattr(os, 'replace', orig)
+    monkeypatch.setattr(pt, '_publish_run', half)
+    with pytest.raises(KeyboardInterrupt): _run(corpus, finished, overwrite=True, lr=1e-2, n_epoch=1)
+    monkeypatch.setattr(pt, '_publish_run', real)
+    assert not (finished/'metrics.json').exists()   # half swapped: neither run is complete in `out` itself
+    with pytest.raises(UlmfitError, match='holds a finished pretraining run'): _run(corpus, finished, n_epoch=1)   # recovered first
+    m = json.loads((finished/'metrics.json').read_text())
+    assert m['settings']['lr'] == 1e-2 and m['n_epoch'] == 1 and json.loads((finished/'settings.json').read_text())['lr'] == 1e-2
+    assert sorted(p.name for p in finished.iterdir()) == ['bundle', 'checkpoints', 'loss.png', 'metrics.json', 'settings.json']
+
+def test_kill_during_replacement_keeps_old_run(corpus, finished):
+    "kill -9 of an `overwrite=True` run after its first checkpoint: the finished run is byte-identical; the replacement resumes"
+    before = _tree(finished)
+    code = _CHILD.format(c=str(corpus[0]), o=str(finished), v=str(corpus[1]), kw={**SMALL, 'overwrite': True, 'lr': 1e-2})
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck1, t0 = finished/'.next-run'/'checkpoints'/'epoch_001.pth', time.time()
+    try:
+        while not ck1.exists():
+            assert proc.poll() is None, f"the pretraining process ended early: {proc.stderr.read().decode()[-2000:]}"
+            assert time.time() - t0 < 300, "no checkpoint after 300 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL); proc.wait(); proc.stderr.close()
+    assert _tree(finished) == before
+    cnt = _CountEpochs()
+    res = _run(corpus, finished, overwrite=True, lr=1e-2, cbs=[cnt])
+    assert cnt.trained == [1, 2] and res.metrics['settings']['lr'] == 1e-2 and not (finished/'.next-run').exists()
+
+def test_overwrite_with_nothing_to_keep_trains_in_place(corpus, tmp_path):
+    out = tmp_path/'fresh'
+    res = _run(corpus, out, n_epoch=1, overwrite=True)
+    assert res.metrics['n_epoch'] == 1 and not (out/'.next-run').exists()
+
+def test_out_is_a_file(corpus, tmp_path):
+    (tmp_path/'f').write_text('mine')
+    with pytest.raises(UlmfitError, match='is a file, not a folder'): _run(corpus, tmp_path/'f')
+    assert (tmp_path/'f').read_text() == 'mine'
+
+def test_deterministic_pretraining(corpus, tmp_path):
+    "What to build 5: two `deterministic=True` runs give identical metrics and weights"
+    a = _run(corpus, tmp_path/'a', n_epoch=1, deterministic=True)
+    b = _run(corpus, tmp_path/'b', n_epoch=1, deterministic=True)
+    assert a.metrics['epochs'][0]['valid_loss'] == b.metrics['epochs'][0]['valid_loss']
+    assert load_checkpoint(tmp_path/'a'/'checkpoints')['losses'] == load_checkpoint(tmp_path/'b'/'checkpoints')['losses']
+    assert all(torch.equal(v, b.learn.model.state_dict()[k]) for k, v in a.learn.model.state_dict().items())
+    assert not torch.are_deterministic_algorithms_enabled()   # the switch is put back

@@ -193,7 +193,7 @@ def _abandoned(p:Path, tail:str, max_age:float=3600.) -> bool:
     if m is None: return False
     pid = m.group('pid') or m.group('opid')
     if pid is None or os.name == 'nt':  # no process id, or no safe way to ask about one
-        try: return time.time() - p.lstat().st_mtime > max_age
+        try: return time.time() - p.lstat().st_mtime >= max_age
         except OSError: return False
     if int(pid) == os.getpid(): return False   # this process (another thread) is still writing it
     try: os.kill(int(pid), 0)
@@ -203,12 +203,13 @@ def _abandoned(p:Path, tail:str, max_age:float=3600.) -> bool:
 
 def clean_leftovers(folder, # The folder to tidy
                     name:str=None, # Only the leftovers of this file or folder name; `None` for all (only in folders the package owns)
+                    max_age:float=3600., # Leftovers without a process id (older versions) are removed once this many seconds old
                    ) -> list:
     "Remove the temporary `.NAME.*.part` and `.NAME.old-*` files and folders that killed writers left in `folder`; returns them"
     folder, gone = Path(folder), []
     if not folder.is_dir(): return gone
     for p in folder.glob(f'.{glob.escape(name)}.*' if name else '.*'):
-        if not _abandoned(p, _tail(p.name, name)): continue
+        if not _abandoned(p, _tail(p.name, name), max_age): continue
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
         else: p.unlink(missing_ok=True)
         gone.append(p)

@@ -4,11 +4,12 @@
 
 # %% ../nbs/07_pretrain.ipynb #cc58f9cd
 from __future__ import annotations
-import json, os, random, shutil, time, warnings
+import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
-from .core import UlmfitError, check_range, cache_dir, dataset_path, atomic_path, versions
-from .data import TokenStore, tokenize_corpus, _random_valid, _build_vocab, _text_tfms
+from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions
+from .core import deterministic as _deterministic
+from .data import TokenStore, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _check_streams
 from .io import save_lm_bundle, wt103_files, _is_bundle
 from .learner import lm_learner
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
@@ -62,11 +63,13 @@ def pretrain_dls(corpus, # Training text: a path `read_texts` accepts, or a `Tok
                  **kwargs, # Tokenization settings (`tok`, `rules`, `split`, `n_workers`, `cache`, `progress`, ...) for `tokenize_corpus`
                 ) -> DataLoaders:
     "Language-model `DataLoaders` for pretraining: training documents from `corpus`, validation from `valid` or a random split"
+    check_args(bs=bs, bptt=bptt, max_vocab=max_vocab, min_freq=min_freq, max_tokens=max_tokens, valid_pct=valid_pct, seed=seed)
     tkw = _tok_kwargs(kwargs)
     stores = [tokenize_corpus(corpus, max_tokens=max_tokens, **tkw)]
     if valid is not None: stores.append(tokenize_corpus(valid, **{**tkw, 'rules': ifnone(valid_rules, tkw['rules'])}))
     tr, va = _splits(stores, valid_pct, seed)
     tfms = _text_tfms(stores, _build_vocab(stores, tr, vocab, min_freq, max_vocab), backwards, tkw)
+    _check_streams(tfms[0], bs, training=tr, validation=va)
     block = TransformBlock(type_tfms=tfms, dl_type=LMDataLoader, dls_kwargs={'seq_len': bptt, 'cache': 2*bs+2})
     dblock = DataBlock(blocks=block, splitter=IndexSplitter(va))
     return dblock.dataloaders(L(range(int(tfms[0].n_docs))), bs=bs, path=path, dl_kwargs=[{'lens': tfms[0].lengths(tr)}, {}])
@@ -195,25 +198,66 @@ def _check_settings(out:Path, settings:dict):
 
 # %% ../nbs/07_pretrain.ipynb #931d6b44
 _OWN = ('settings.json', 'metrics.json', 'loss.png')
+_RUN = ('settings.json', 'checkpoints', 'bundle', 'loss.png', 'metrics.json')   # what a run writes into `out`; metrics.json, last, marks it finished
+_NEXT = '.next-run'   # where an `overwrite=True` run trains while the old results stay in place
 _NOT_SETTINGS = ('progress', 'n_workers', 'cache')   # tokenization arguments that do not change what is trained
 
-def _prepare_out(out:Path, settings:dict, resume:bool, overwrite:bool) -> dict|None:
-    "Check and prepare the output folder; return the checkpoint to resume from, or `None` for a fresh start"
-    done = (out/'metrics.json').exists()
-    if done and not overwrite: raise UlmfitError(f"{out} holds a finished pretraining run (metrics.json, bundle/). Pass `overwrite=True` to train again and replace it, or choose another `out`.")
-    ck = load_checkpoint(out/'checkpoints') if (resume and not overwrite) else None
-    if ck is not None: _check_settings(out, settings); return ck
-    if checkpoints(out/'checkpoints') and not overwrite:
-        raise UlmfitError(f"{out} holds checkpoints of an unfinished run. Pass `resume=True` to continue it, or `overwrite=True` to start over.")
-    shutil.rmtree(out/'checkpoints', ignore_errors=True)
-    if _is_bundle(out/'bundle'): shutil.rmtree(out/'bundle')   # a stale bundle must not outlive the run it came from
-    for n in _OWN: (out/n).unlink(missing_ok=True)
-    with atomic_path(out/'settings.json') as p: p.write_text(json.dumps(settings, indent=1))
-    return None
+def _same_settings(folder:Path, settings:dict) -> bool:
+    f = folder/'settings.json'
+    try: return f.exists() and json.loads(f.read_text()) == settings
+    except (json.JSONDecodeError, UnicodeDecodeError): return False
 
-def _clean_parts(folder:Path):
-    "Remove temporary `.part` files left by a process killed in the middle of a write"
-    for p in Path(folder).glob('.*.part'): p.unlink(missing_ok=True)
+def _start(folder:Path, settings:dict):
+    "A fresh start in `folder`: what an unfinished earlier run left there goes, then the new settings.json"
+    shutil.rmtree(folder/'checkpoints', ignore_errors=True)
+    if _is_bundle(folder/'bundle'): shutil.rmtree(folder/'bundle')   # a stale bundle must not outlive the run it came from
+    for n in _OWN: (folder/n).unlink(missing_ok=True)
+    with atomic_path(folder/'settings.json') as p: p.write_text(json.dumps(settings, indent=1))
+
+def _prepare_out(out:Path, settings:dict, resume:bool, overwrite:bool) -> tuple:
+    "Check and prepare the output folder; return (the folder to train in, the checkpoint to resume from or `None`)"
+    if out.exists() and not out.is_dir(): raise UlmfitError(f"`out`={str(out)!r} is a file, not a folder. Choose a folder for the run's outputs.")
+    out.mkdir(parents=True, exist_ok=True)
+    _recover(out)
+    done, nxt = (out/'metrics.json').exists(), out/_NEXT
+    if not overwrite:
+        if done:
+            pending = " (an interrupted replacement run waits in .next-run: `overwrite=True` resumes it)" if checkpoints(nxt/'checkpoints') else ''
+            raise UlmfitError(f"{out} holds a finished pretraining run (metrics.json, bundle/){pending}. Pass `overwrite=True` to train again and replace it "
+                              "once the new run is complete, or choose another `out`.")
+        ck = load_checkpoint(out/'checkpoints') if resume else None
+        if ck is not None: _check_settings(out, settings); return out, ck
+        if checkpoints(out/'checkpoints'):
+            if resume: raise UlmfitError(f"{out} holds checkpoints of an unfinished run, but none of them loads (damaged). Pass `overwrite=True` to start over.")
+            raise UlmfitError(f"{out} holds checkpoints of an unfinished run. Pass `resume=True` to continue it, or `overwrite=True` to start over.")
+        _start(out, settings); return out, None
+    if not (done or checkpoints(out/'checkpoints') or _is_bundle(out/'bundle')): _start(out, settings); return out, None   # nothing to keep
+    ck = load_checkpoint(nxt/'checkpoints') if resume and _same_settings(nxt, settings) else None
+    if ck is not None: return nxt, ck
+    shutil.rmtree(nxt, ignore_errors=True); nxt.mkdir()
+    _start(nxt, settings)
+    return nxt, None
+
+# %% ../nbs/07_pretrain.ipynb #30fa242d
+def _publish_run(nxt:Path, out:Path):
+    "Move the finished run in `nxt` into `out` entry by entry, metrics.json last; the entries it replaces wait in `.old-run-*` until the end"
+    old = out/f'.old-run-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+    old.mkdir()
+    if (nxt/'metrics.json').exists() and (out/'metrics.json').exists(): os.replace(out/'metrics.json', old/'metrics.json')  # out is unfinished from here
+    for n in _RUN:
+        if not os.path.lexists(nxt/n): continue   # moved in already (a publication that was interrupted and is finished now)
+        if os.path.lexists(out/n): os.replace(out/n, old/n)
+        os.replace(nxt/n, out/n)
+    fsync(out)
+    shutil.rmtree(old, ignore_errors=True); shutil.rmtree(nxt, ignore_errors=True)
+
+def _recover(out:Path):
+    "Finish what a killed run left half done in `out`: a complete replacement not yet moved in is moved in, set-aside old results deleted, temporary files removed"
+    nxt = out/_NEXT
+    if (nxt/'metrics.json').exists(): _publish_run(nxt, out)   # the replacement had finished; moving it in was interrupted
+    for p in out.glob('.old-run-*'): shutil.rmtree(p, ignore_errors=True)   # only left once the new run is in place
+    clean_leftovers(out)
+    for d in (out/'checkpoints', nxt/'checkpoints'): clean_leftovers(d, max_age=0)
 
 # %% ../nbs/07_pretrain.ipynb #7deae69e
 def _settings(preset, corpus, valid, **kw) -> dict:
@@ -276,6 +320,15 @@ def _resume(learn, ck):
     print(f"Resuming from {ck['file']}: {ck['epoch']} epoch(s) done, continuing with epoch {ck['epoch']+1}.")
     return int(ck['epoch'])
 
+# %% ../nbs/07_pretrain.ipynb #39e180c9
+def _check_pretrain_args(p:dict, bptt, seed, clip, valid_pct, cut_frac, ratio):
+    "Check every number of a run (preset values filled in) before the output folder is touched"
+    check_args(n_epoch=p['n_epoch'], lr=p['lr'], bs=p['bs'], bptt=bptt, max_vocab=p['max_vocab'], min_freq=p['min_freq'], max_tokens=p['max_tokens'],
+               drop_mult=p['drop_mult'], seed=seed, clip=clip, valid_pct=valid_pct, cut_frac=cut_frac, ratio=ratio)
+    cfg = p['config']
+    if not isinstance(cfg, dict): raise UlmfitError(f"`config` must be a dict such as dict(emb_sz=400, n_hid=1152, n_layers=3), not a {type(cfg).__name__}.")
+    check_args(**{k: cfg[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in cfg})
+
 # %% ../nbs/07_pretrain.ipynb #d67806b7
 def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file, .gz/.xz/.bz2, archive, folder) or a `TokenStore`
                 out, # Output folder: settings.json, checkpoints/, bundle/, metrics.json, loss.png
@@ -290,7 +343,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
                 max_tokens:int=None, # Tokens read from the corpus, at a document end (preset default; not applied to a `TokenStore`)
                 backwards:bool=False, # Train the backward language model (text read backwards)
                 resume:bool=True, # Continue from the last checkpoint in `out/checkpoints` if there is one
-                overwrite:bool=False, # Replace a finished run (or unfinished checkpoints) in `out`
+                overwrite:bool=False, # Replace a finished run (or unfinished checkpoints) in `out`, once the new run is complete
                 seed:int=42, # Seed of the validation split, the initial weights and the data order
                 cbs=None, # Extra fastai callbacks for the fit
                 config:dict=None, # Changes to the preset's AWD-LSTM sizes (`emb_sz`, `n_hid`, `n_layers`)
@@ -299,26 +352,30 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
                 valid_pct:float=0.1, # Fraction of the corpus documents held out when `valid` is None
                 valid_rules=None, # Pre-tokenization rules of `valid` only, e.g. `[fix_wikitext, *defaults.text_proc_rules]`
                 cut_frac:float=0.1, ratio:float=32, # STLR shape (the paper's values)
+                deterministic:bool=False, # Seed with `seed` and use PyTorch's deterministic algorithms (see `set_determinism`), for bit-identical reruns
                 **kwargs, # Tokenization settings for `tokenize_corpus`: `tok`, `rules`, `split` ('para'), `n_workers`, `cache`, `progress`, ...
                ) -> PretrainResult:
     "Stage 1: train an AWD-LSTM language model from scratch on `corpus`, with per-epoch checkpoints, resumption and held-out perplexity"
     t0, out = time.time(), Path(out)
     p = _fill_preset(preset, n_epoch=n_epoch, lr=lr, bs=bs, max_vocab=max_vocab, min_freq=min_freq, max_tokens=max_tokens, drop_mult=drop_mult, config=config)
-    check_range('n_epoch', p['n_epoch'], 1, hint='Train for at least one epoch.')
+    _check_pretrain_args(p, bptt, seed, clip, valid_pct, cut_frac, ratio)
     settings = _settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct,
-                         valid_rules=valid_rules, cut_frac=cut_frac, ratio=ratio, tokenization={k:v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
-    ck = _prepare_out(out, settings, resume, overwrite)
-    _clean_parts(out/'checkpoints')
-    set_seed(seed)
-    dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
-                       vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, **kwargs)
-    learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
-    start = 0 if ck is None else _resume(learn, ck)
-    run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
-    cb = EpochCheckpoint(out/'checkpoints', start, ck, run_id=run_id)
-    if start < p['n_epoch']:
-        learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + L(cbs))
-    return PretrainResult(learn, out, _finish(learn, cb, out, settings, _data_desc(dls, corpus, valid, valid_pct), t0))
+                         valid_rules=valid_rules, cut_frac=cut_frac, ratio=ratio, tokenization={k:v for k,v in kwargs.items() if k not in _NOT_SETTINGS},
+                         **({'deterministic': True} if deterministic else {}))
+    work, ck = _prepare_out(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
+    with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
+        set_seed(seed)
+        dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
+                           vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, **kwargs)
+        learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
+        start = 0 if ck is None else _resume(learn, ck)
+        run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
+        cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id)
+        if start < p['n_epoch']:
+            learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + L(cbs))
+    metrics = _finish(learn, cb, work, settings, _data_desc(dls, corpus, valid, valid_pct), t0)
+    if work != out: _publish_run(work, out)
+    return PretrainResult(learn, out, metrics)
 
 # %% ../nbs/07_pretrain.ipynb #c109f7d6
 class Stage1:
