@@ -353,3 +353,13 @@ def test_deterministic_pretraining(corpus, tmp_path):
     assert load_checkpoint(tmp_path/'a'/'checkpoints')['losses'] == load_checkpoint(tmp_path/'b'/'checkpoints')['losses']
     assert all(torch.equal(v, b.learn.model.state_dict()[k]) for k, v in a.learn.model.state_dict().items())
     assert not torch.are_deterministic_algorithms_enabled()   # the switch is put back
+
+def test_failure_before_first_epoch_leaves_no_trace(corpus, tmp_path):
+    "A run refused after `out` was prepared (here: a binary corpus) removes what it wrote: no stray settings.json or folder"
+    (tmp_path/'bin.txt').write_bytes(bytes(range(256)) * 30)
+    with pytest.raises(UlmfitError, match='bin.txt looks like a binary file'): pretrain_lm(tmp_path/'bin.txt', tmp_path/'new', **{**SMALL, **FAST})
+    assert not (tmp_path/'new').exists()
+    _run(corpus, tmp_path/'old', n_epoch=1)
+    before = _tree(tmp_path/'old')
+    with pytest.raises(UlmfitError, match='looks like a binary file'): pretrain_lm(tmp_path/'bin.txt', tmp_path/'old', overwrite=True, **{**SMALL, **FAST})
+    assert _tree(tmp_path/'old') == before and not (tmp_path/'old'/'.next-run').exists()

@@ -82,6 +82,7 @@ ARG_SPECS = {  # name: how to check it (`int`/`float` bounds, `choices`, `none`:
     'n_epoch':   dict(type=int, lo=1, hint='Train for at least one epoch.'),
     'valid_pct': dict(type=float, lo=0, hi=1, lo_open=True, hi_open=True, hint='Use e.g. 0.1 for 10% of the documents.'),
     'max_tokens':dict(type=int, lo=1, none=True, hint='Leave it None for no limit.'),
+    'max_docs':  dict(type=int, lo=1, none=True, hint='Leave it None for every document.'),
     'seed':      dict(type=int, lo=0, hi=2**32-1, none=True, hint='Any int from 0 to 2**32-1, or None.'),
     'clip':      dict(type=float, lo=0, lo_open=True, none=True, hint='The gradient-norm bound, e.g. 0.3; None for no clipping.'),
     'cut_frac':  dict(type=float, lo=0, hi=1, lo_open=True, hi_open=True, hint='It is the fraction of iterations spent increasing the rate; the paper uses 0.1.'),

@@ -443,6 +443,7 @@ def tokenize_corpus(source, # Texts (list/Series), a DataFrame, a CSV path, a co
                     **kwargs, # `split`, `encoding`, `extensions` for corpus paths (see `read_texts`)
                    ) -> TokenStore:
     "Tokenize `source` once, streaming, into a `TokenStore`; with `cache` a second call with the same input and settings reads it back"
+    check_args(n_workers=n_workers, max_docs=max_docs, max_tokens=max_tokens, chunk_chars=chunk_chars, max_chars=max_chars)
     src = _as_source(source, text_col, **kwargs)
     if isinstance(src, TokenStore): return src
     rules,post_rules = L(ifnone(rules, defaults.text_proc_rules)),L(ifnone(post_rules, defaults.text_postproc_rules))

@@ -259,6 +259,14 @@ def _recover(out:Path):
     clean_leftovers(out)
     for d in (out/'checkpoints', nxt/'checkpoints'): clean_leftovers(d, max_age=0)
 
+def _discard_start(work:Path, out:Path, created:bool):
+    "Remove what a run that failed before its first checkpoint wrote: its replacement folder, or its settings.json (and `out` if it made it)"
+    if work != out: shutil.rmtree(work, ignore_errors=True); return
+    (work/'settings.json').unlink(missing_ok=True)
+    for d in (work/'checkpoints', work) if created else (work/'checkpoints',):
+        try: d.rmdir()   # only if empty
+        except OSError: pass
+
 # %% ../nbs/07_pretrain.ipynb #7deae69e
 def _settings(preset, corpus, valid, **kw) -> dict:
     "The JSON-able description of a run, compared on resumption"
@@ -362,17 +370,22 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     settings = _settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct,
                          valid_rules=valid_rules, cut_frac=cut_frac, ratio=ratio, tokenization={k:v for k,v in kwargs.items() if k not in _NOT_SETTINGS},
                          **({'deterministic': True} if deterministic else {}))
+    created = not out.exists()
     work, ck = _prepare_out(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
-    with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
-        set_seed(seed)
-        dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
-                           vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, **kwargs)
-        learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
-        start = 0 if ck is None else _resume(learn, ck)
-        run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
-        cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id)
-        if start < p['n_epoch']:
-            learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + L(cbs))
+    try:
+        with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
+            set_seed(seed)
+            dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
+                               vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, **kwargs)
+            learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
+            start = 0 if ck is None else _resume(learn, ck)
+            run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
+            cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id)
+            if start < p['n_epoch']:
+                learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + L(cbs))
+    except BaseException:
+        if ck is None and not checkpoints(work/'checkpoints'): _discard_start(work, out, created)   # failed before its first epoch: no trace
+        raise
     metrics = _finish(learn, cb, work, settings, _data_desc(dls, corpus, valid, valid_pct), t0)
     if work != out: _publish_run(work, out)
     return PretrainResult(learn, out, metrics)
