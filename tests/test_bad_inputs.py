@@ -3,7 +3,7 @@
 Each case must raise `UlmfitError` itself (not a `TypeError`, `ZeroDivisionError`, `KeyError`, ... from fastai, torch or pandas),
 with a message that names the argument (as `` `bs` ``, the form the command line rewrites into `--bs`) or the file, and must leave
 every file that existed before byte-identical (sha256 before/after). The command-line half belongs with the CLI's tests."""
-import gzip, hashlib, json, re, warnings
+import gzip, hashlib, json, re, shutil, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import BaseTokenizer
@@ -39,6 +39,12 @@ def w(tmp_path_factory):
     _, dls_cb = backward_dls(dls_lm, df, df, clas_kwargs=dict(valid_col='is_valid'), bs=8, bptt=10, seed=0, cache=False, **FAST)
     lm, fwd, bwd = lm_learner(dls_lm, config=tiny_cfg), clas_learner(dls_c, config=tiny_cfg, bptt=10), clas_learner(dls_cb, config=tiny_cfg, bptt=10)
     uio.save_lm_bundle(lm, root/'lm'); uio.save_classifier_bundle(fwd, root/'clas')
+    for name, f, edit in [('edited_cfg', 'config.json', lambda c: c.pop('awd_lstm')), ('edited_tok', 'tokenizer.json', lambda c: c.pop('rules'))]:
+        shutil.copytree(root/'clas', root/name)   # hand-edited and re-hashed, so the checksums agree
+        c = json.loads((root/name/f).read_text()); edit(c); (root/name/f).write_text(json.dumps(c))
+        prov = json.loads((root/name/'provenance.json').read_text())
+        prov['files'] = {n: hashlib.sha256((root/name/n).read_bytes()).hexdigest() for n in prov['files']}
+        (root/name/'provenance.json').write_text(json.dumps(prov))
     ens = BiClassifier(fwd, bwd); ens.save(root/'ens')
     ens.save(root/'badens')
     meta = json.loads((root/'badens'/'ensemble.json').read_text())
@@ -115,6 +121,8 @@ CASES = [
     ('load_bundle csv', lambda w: uio.load_bundle(w['root']/'folder.csv'), r'folder.csv is missing provenance.json'),
     ('load_bundle pinned', lambda w: uio.load_bundle(w['root']/'clas', sha256='0'*64), r'clas is not the one expected'),
     ('load_bundle digest format', lambda w: uio.load_bundle(w['root']/'clas', sha256='abc'), r"`sha256`='abc' is not a sha256 digest"),
+    ('load_bundle edited config', lambda w: uio.load_bundle(w['root']/'edited_cfg'), r"edited_cfg/config.json lacks the key 'awd_lstm'"),
+    ('predict edited tokenizer', lambda w: predict_texts(w['root']/'edited_tok', ['a']), r"edited_tok/tokenizer.json lacks the key 'rules'"),
     ('load_bundle kind', lambda w: uio.load_bundle(w['root']/'clas', kinds=('lm',)), r'holds a classifier, but a language model bundle'),
     ('save_bundle exists', lambda w: uio.save_bundle(w['root']/'clas', w['fwd'].model, list(w['dls_lm'].vocab)), r'clas already exists'),
     ('save_bundle over non-bundle', lambda w: uio.save_bundle(w['root']/'run'/'checkpoints', w['fwd'].model, list(w['dls_lm'].vocab), overwrite=True), r'checkpoints exists and is not a ulmfit_ext bundle'),

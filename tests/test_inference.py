@@ -303,3 +303,8 @@ def test_ensemble_save_two_writers(toy, tmp_path, monkeypatch):
     for t in ts: t.join(60)
     assert sorted(type(v).__name__ for v in got.values()) == sorted(['PosixPath', 'UlmfitError'])
     assert BiClassifier.load(tmp_path/'e').labels == ens.labels and [p.name for p in tmp_path.iterdir()] == ['e']
+
+def test_pair_hint_names_the_missing_direction(toy):
+    "Item 16: two forward classifiers: the fix says `backwards=True`, the direction that is missing"
+    with pytest.raises(UlmfitError, match=r"on backward data: `clas_dls\(\.\.\., backwards=True"): BiClassifier(toy['f'], toy['f'])
+    with pytest.raises(UlmfitError, match=r"on forward data: `clas_dls\(\.\.\., backwards=False"): BiClassifier(toy['b'], toy['b'])

@@ -267,7 +267,7 @@ def _check_pair(f:Predictor, b:Predictor):
     if f.backwards == b.backwards:
         d = 'backwards' if f.backwards else 'forwards'
         raise UlmfitError(f"Both classifiers read text {d}; the ensemble needs one forward and one backward model. Train the other one on "
-                          f"{'forward' if f.backwards else 'backward'} data: `clas_dls(..., backwards={f.backwards}, vocab=lm_vocab)` with a matching LM (see `backward_dls`).")
+                          f"{'forward' if f.backwards else 'backward'} data: `clas_dls(..., backwards={not f.backwards}, vocab=lm_vocab)` with a matching LM (see `backward_dls`).")
     if f.vocab != b.vocab:
         raise UlmfitError(f"The two classifiers have different vocabularies ({_vocab_diff(f.vocab, b.vocab)}). Build the backward LM and classifier "
                           "data with the forward LM's vocabulary: `backward_dls(dls_lm.vocab, ...)` or `clas_dls(..., backwards=True, vocab=dls_lm.vocab)`.")

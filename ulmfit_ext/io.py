@@ -397,10 +397,21 @@ def tokenizer_spec(tok) -> dict:
 # %% ../nbs/04_io.ipynb #68a1d96a
 _RULES = (fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj, lowercase, replace_space)
 
+def _edited(f, e) -> UlmfitError:
+    "The error for a bundle file whose contents do not have the shape `save_bundle` writes"
+    what = f"lacks the key {e}" if isinstance(e, KeyError) else f"holds a value the library cannot use ({type(e).__name__}: {e})"
+    return UlmfitError(f"{f} {what}: the file was edited by hand or comes from another program. Save the bundle again with `save_bundle`.")
+
 def build_tokenizer(spec:dict, # A `tokenizer_spec` dict
                     folder=None, # The bundle folder (for a SentencePiece model file `spm.model`)
                    ) -> Tokenizer:
     "A fastai `Tokenizer` from a `tokenizer_spec`, using only fastai's known tokenizers and rules"
+    try: return _build_tokenizer(spec, folder)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        if isinstance(e, UlmfitError): raise
+        raise _edited(Path(folder)/'tokenizer.json' if folder else 'The tokenizer description', e) from None
+
+def _build_tokenizer(spec, folder):
     known = dict(SpacyTokenizer=SpacyTokenizer, BaseTokenizer=BaseTokenizer, SentencePieceTokenizer=SentencePieceTokenizer)
     if spec['tokenizer'] not in known: raise UlmfitError(f"Tokenizer {spec['tokenizer']!r} is not one of fastai's {list(known)}: rebuild it yourself from tokenizer.json.")
     rules = {f.__name__: f for f in _RULES}
@@ -530,7 +541,8 @@ class Bundle:
     def kind(self): return self.config['kind']
     def build_model(self) -> nn.Module:
         "The fastai model (`get_language_model`/`get_text_classifier`/`AWD_LSTM`) with the bundle's weights loaded by name, in eval mode"
-        m = build_model(self.config)
+        try: m = build_model(self.config)
+        except (KeyError, TypeError, AttributeError) as e: raise _edited(self.path/'config.json', e) from None
         load_weights(m, self.state_dict, what=str(self.path/'weights.pth'))
         return m.eval()
     def build_tokenizer(self) -> Tokenizer:
@@ -544,8 +556,17 @@ class Bundle:
 
 # %% ../nbs/04_io.ipynb #7dcc4f6d
 def _check_consistent(path, cfg, vocab, sd):
-    "Raise if config.json, vocab.json and the tensors in weights.pth disagree"
-    if cfg.get('format') != BUNDLE_FORMAT: raise UlmfitError(f"{path/'config.json'} is not a ulmfit_ext bundle config (format {cfg.get('format')!r}).")
+    "Raise if config.json, vocab.json and the tensors in weights.pth disagree, or config.json lacks what rebuilding the model needs"
+    if not isinstance(cfg, dict) or cfg.get('format') != BUNDLE_FORMAT:
+        raise UlmfitError(f"{path/'config.json'} is not a ulmfit_ext bundle config (format {cfg.get('format') if isinstance(cfg, dict) else None!r}).")
+    if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab): raise UlmfitError(f"{path/'vocab.json'} is not a list of token strings: the file was edited.")
+    try:
+        _check_fields(path, cfg, vocab, sd)
+        with torch.device('meta'): build_model(cfg)   # every key of config.json tried, nothing allocated
+    except (KeyError, TypeError, AttributeError) as e: raise _edited(path/'config.json', e) from None
+
+def _check_fields(path, cfg, vocab, sd):
+    "The agreement of config.json, vocab.json and the tensor shapes"
     if len(vocab) != cfg['vocab_sz']: raise UlmfitError(f"vocab.json has {len(vocab)} tokens but config.json says vocab_sz={cfg['vocab_sz']}: the files come from different models.")
     want = dict(kind=cfg['kind'], vocab_sz=cfg['vocab_sz'], **{k: cfg['awd_lstm'][k] for k in ('emb_sz', 'n_hid', 'n_layers', 'bidir')})
     if 'lm_head' in cfg: want.update({k: cfg['lm_head'][k] for k in ('tie_weights', 'out_bias')})
