@@ -67,14 +67,14 @@ def strip_gutenberg(text:str) -> tuple: # (body, dict(start=found?, end=found?))
     text = _lf(text)
     m = _PG_START.search(text) or _PG_OLD_START.search(text, 0, len(text)//2)
     a = m.end() if m else 0
-    e = _PG_END.search(text, a) or _PG_LATE_END.search(text, a + (len(text)-a)//2)
-    return text[a:e.start() if e else len(text)], dict(start=m is not None, end=e is not None)
+    ends = [e.start() for e in (_PG_END.search(text, a), _PG_LATE_END.search(text, a + (len(text)-a)//2)) if e]
+    return text[a:min(ends, default=len(text))], dict(start=m is not None, end=bool(ends))
 
 # %% ../nbs/01a_corpus.ipynb #a5c7d7ff
 _PG_BOILER = re.compile(r'Project Gutenberg|gutenberg\.(?:org|net)|pgdp\.net|Distributed Proofread', re.I)
 _PG_CREDIT = re.compile(r'^(?:\[?E-?text |This e-?(?:book|text) (?:was )?)?(?:produced|prepared|transcribed|created|digiti[sz]ed|scanned|updated)\b[^.]{0,200}?\bby\b', re.I)
 _PG_MARK = re.compile(r'^\[(?:Illustration|Picture|Frontispiece)[^\]]*\]$', re.I)
-_ITALICS = re.compile(r'(?<!\w)_(?=\w)|(?<=\w)_(?!\w)')
+_ITALICS = re.compile(r'(?<![^\W_])_|_(?![^\W_])')   # an underscore not between two letters or digits
 
 def _gutenberg_paras(text, max_chars, drop:Counter, notes:dict, name:str) -> list:
     "The clean paragraphs of a Project Gutenberg file; counts what was dropped and notes missing markers"
@@ -82,9 +82,9 @@ def _gutenberg_paras(text, max_chars, drop:Counter, notes:dict, name:str) -> lis
     for k,v in found.items():
         if not v: notes.setdefault(f'no_{k}_marker', []).append(name)
     keep = []
-    for i,p in enumerate(paragraphs(body, max_chars)):
+    for i,p in enumerate(paragraphs(_ITALICS.sub('', body), max_chars)):
         if _PG_BOILER.search(p) or _PG_MARK.match(p) or (i < 10 and _PG_CREDIT.match(p)): drop['boilerplate'] += 1
-        else: keep.append(_ITALICS.sub('', p))
+        else: keep.append(p)
     return keep
 
 # %% ../nbs/01a_corpus.ipynb #4f9bdc75

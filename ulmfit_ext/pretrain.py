@@ -249,9 +249,9 @@ _TOKENIZERS = ('spacy', 'spm')
 
 def _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs):
     "Raise `UlmfitError` for a `tokenizer`/`vocab_sz` that cannot be used"
-    if tokenizer not in (None, *_TOKENIZERS): raise UlmfitError(f"`tokenizer`={tokenizer!r} is not known: use 'spacy' (words, the default) or 'spm' (a SentencePiece model trained on the corpus).")
+    if tokenizer not in (None, *_TOKENIZERS): raise UlmfitError(f"`tokenizer`={tokenizer!r} is not known: use 'spacy' (words, the default) or 'spm' (a SentencePiece model trained on the corpus), e.g. `--tokenizer spm`.")
     if tokenizer is not None and kwargs.get('tok') is not None: raise UlmfitError("Pass either `tokenizer=` ('spacy' or 'spm') or your own `tok=`, not both.")
-    if vocab_sz is not None and tokenizer != 'spm': raise UlmfitError("`vocab_sz` is the size of a SentencePiece vocabulary: use it with `tokenizer='spm'` (a word vocabulary's size is `max_vocab`).")
+    if vocab_sz is not None and tokenizer != 'spm': raise UlmfitError("`vocab_sz` (`--vocab-size` on the command line) is the size of a SentencePiece vocabulary: use it with `tokenizer='spm'` (`--tokenizer spm`); a word vocabulary's size is `max_vocab`.")
     if tokenizer == 'spm' and isinstance(corpus, TokenStore): raise UlmfitError("A SentencePiece model is trained on raw text: pass the corpus path, not a `TokenStore`, with `tokenizer='spm'`.")
 
 def _spm_kwargs(corpus, vocab_sz, kwargs) -> dict:
