@@ -1,7 +1,7 @@
 "Tests of `ulmfit_ext.subword`: SentencePiece models trained (and cached) in a second, the tokenizer, its fixed vocabulary in `lm_dls`/`clas_dls`."
 import os, pickle, random, string
 from pathlib import Path
-import pandas as pd, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import SentencePieceTokenizer, Tokenizer, defaults, compose
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import lm_dls, clas_dls, tokenize_corpus, TokenIds
@@ -97,3 +97,20 @@ def test_errors(tmp_path):
     with pytest.raises(UlmfitError, match='train one with `train_spm`'): SpmTokenizer(tmp_path/'none.model')
     untrained = SentencePieceTokenizer(cache_dir=tmp_path/'sp')
     with pytest.raises(UlmfitError, match='no trained model'): lm_dls(texts, tok=untrained, **FAST)
+
+def test_classifier_bundle_predicts_with_its_model(tmp_path):
+    "A classifier trained on SentencePiece data is saved with spm.model and predicts raw text from the bundle alone"
+    from ulmfit_ext.learner import clas_learner
+    from ulmfit_ext.io import save_classifier_bundle, load_bundle
+    from ulmfit_ext.inference import predict_texts
+    tkz = spm_tokenizer(toy_texts(300), vocab_sz=60, **TRAIN)
+    df = pd.DataFrame({'text': toy_texts(40, seed=6), 'label': ['a', 'b']*20})
+    dls = clas_dls(df, vocab=None, tok=tkz, bs=8, bptt=10, seed=0, **FAST)
+    learn = clas_learner(dls, config=dict(emb_sz=16, n_hid=16, n_layers=2), bptt=10)
+    d = save_classifier_bundle(learn, tmp_path/'clas')
+    b = load_bundle(d)
+    assert (d/'spm.model').is_file() and b.tokenizer_spec['tokenizer'] == 'SpmTokenizer' and b.vocab == tkz.tok.fixed_vocab
+    texts = ['The cat sat on the mat.', 'A dog ran under the tree.']
+    p_bundle = predict_texts(d, texts, progress=False)
+    p_learn = predict_texts(learn, texts, progress=False)
+    assert list(p_bundle.label) == list(p_learn.label) and np.allclose(p_bundle.filter(like='prob_').values, p_learn.filter(like='prob_').values, atol=1e-5)
