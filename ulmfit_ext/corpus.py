@@ -114,9 +114,13 @@ corpus_sources = {
 }
 eval_only = {'wikitext2': "WikiText-2 holds only validation and test text; it is kept for measuring perplexity and never trained on"}
 
-_KINDS = {'text':      (('.txt',), None, None),
-          'gutenberg': (('.txt',), None, _gutenberg_paras),
-          'brown':     (('',), re.compile(r'(?:^|/)c[a-r]\d\d$'), None)}
+def _text_paras(text, max_chars, *_) -> list: return paragraphs(text, max_chars)
+def _brown_paras(text, max_chars, *_) -> list: return paragraphs(brown_text(text), max_chars)
+
+_KINDS = {  # kind: (names of the text files, a pattern their paths must match, the paragraphs of one document)
+    'text':      (('.txt',), None, _text_paras),
+    'gutenberg': (('.txt',), None, _gutenberg_paras),
+    'brown':     (('',), re.compile(r'(?:^|/)c[a-r]\d\d$'), _brown_paras)}
 
 # %% ../nbs/01a_corpus.ipynb #6877a21c
 def _shared(name:str) -> dict:
@@ -175,11 +179,6 @@ def _documents(spec:dict, text_col:str):
         if member is None or member.search(name):
             for text in tc.docs_of(name, f): yield name, text
 
-def _paras_of(spec, name, text, max_chars, drop, notes) -> list:
-    "The clean paragraphs of one document of a source of `spec['kind']`"
-    if spec['kind'] == 'gutenberg': return _gutenberg_paras(text, max_chars, drop, notes, name)
-    return paragraphs(brown_text(text) if spec['kind'] == 'brown' else text, max_chars)
-
 # %% ../nbs/01a_corpus.ipynb #117af879
 _QUOTES = str.maketrans({'‘': "'", '’': "'", '“': '"', '”': '"'})
 _ALNUM = re.compile(r'\w')
@@ -233,7 +232,7 @@ def _add_source(w:_Writer, spec:dict, max_chars:int, text_col:str, progress:bool
     if progress: docs = progress_bar(docs, total=_n_docs(spec, text_col), leave=False); docs.comment = spec['name']
     for name, text in docs:
         n += 1
-        for p in _paras_of(spec, name, text, max_chars, drop, notes): w.add(p, counts, drop)
+        for p in _KINDS[spec['kind']][2](text, max_chars, drop, notes, name): w.add(p, counts, drop)
     if n == 0: raise UlmfitError(f"Source {spec['name']!r} ({spec['path']}) holds no documents: check the path (text files end in .txt; pass `extensions=` in its dict for others).")
     return dict(name=spec['name'], path=str(spec['path']), kind=spec['kind'], licence=spec['licence'], shippable=spec['shippable'],
                 inputs=_inputs(spec['path']), documents=n, **counts, dropped=dict(sorted(drop.items())), notes=notes)
