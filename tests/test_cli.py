@@ -215,6 +215,54 @@ def test_pretrain_then_finetune(tmp_path, capsys, monkeypatch):
     lm = load_bundle(tmp_path/'lm'/'bundle')
     assert lm.config['awd_lstm']['emb_sz'] == 16 and json.loads((tmp_path/'lm'/'metrics.json').read_text())['pretrained'].endswith('bundle')
 
+def test_pretrain_spm_var_bptt(tmp_path, capsys, monkeypatch):
+    "ulmfit pretrain --tokenizer spm --vocab-size N --var-bptt: a SentencePiece Stage 1 whose bundle carries its model"
+    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.subword import spm_vocab
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
+    df = _toy_df(120)
+    (tmp_path/'corpus.txt').write_text('\n\n'.join(df.text.tolist() * 2) + '\n')
+    args = ['pretrain', tmp_path/'corpus.txt', '--out', tmp_path/'pre', '--preset', 'tiny', '--epochs', '1', '--emb-sz', '16', '--n-hid', '16',
+            '--bs', '8', '--bptt', '10', '--tokenizer', 'spm', '--vocab-size', '64', '--var-bptt']
+    assert _call(args, capsys)[0] == 0
+    b = load_bundle(tmp_path/'pre'/'bundle')
+    assert b.tokenizer_spec['tokenizer'] == 'SpmTokenizer' and b.vocab == spm_vocab(tmp_path/'pre'/'bundle'/'spm.model')
+    s = json.loads((tmp_path/'pre'/'settings.json').read_text())
+    assert (s['tokenizer'], s['vocab_sz'], s['var_bptt']) == ('spm', 64, True)
+    assert math.isfinite(json.loads((tmp_path/'pre'/'metrics.json').read_text())['perplexity'])
+    toks = b.build_tokenizer()(df.text[0])
+    assert toks[0] == 'xxbos' and all(t in b.vocab for t in toks)
+    for bad, msg in ((['--tokenizer', 'wordpiece'], "'spacy' (words, the default) or 'spm'"), (['--vocab-size', '100'], '--tokenizer spm')):
+        code, err = _call(['pretrain', tmp_path/'corpus.txt', '--out', tmp_path/'bad', *bad], capsys)
+        assert code == 2; _one_error_line(err, msg)
+    assert not (tmp_path/'bad').exists()
+
+# ---------------------------------------------------------------- build-corpus
+
+def test_build_corpus(tmp_path, capsys):
+    "ulmfit build-corpus on your own text: train.txt, valid.txt and a manifest; no clobbering without --overwrite; one-line errors"
+    src = tmp_path/'src'; src.mkdir()
+    (src/'a.txt').write_bytes(b"First paragraph, wrapped\r\nover two lines.\r\n\r\nThe second paragraph comes twice.\r\n\r\nThe second paragraph comes twice.\r\n")
+    _toy_df(40).to_csv(src/'reviews.csv', index=False)
+    args = ['build-corpus', '--out', tmp_path/'c', '--sources', f"{src/'a.txt'},{src/'reviews.csv'}", '--valid-pct', '0.2']
+    assert _call(args, capsys)[0] == 0
+    m = json.loads((tmp_path/'c'/'manifest.json').read_text())
+    assert [s['name'] for s in m['sources']] == ['a.txt', 'reviews.csv'] and m['sources'][1]['documents'] == 40
+    paras = [p for f in ('train.txt', 'valid.txt') for p in (tmp_path/'c'/f).read_text().split('\n\n') if p]
+    assert 'First paragraph, wrapped over two lines.' in paras and paras.count('The second paragraph comes twice.') == 1
+    assert m['sources'][0]['dropped'] == {'duplicates': 1}
+    assert sum(m['splits'][s]['paragraphs'] for s in ('train', 'valid')) == len(paras)
+    before = _snapshot(tmp_path/'c')
+    code, err = _call(args, capsys)
+    assert code == 2; _one_error_line(err, '--overwrite')
+    assert _snapshot(tmp_path/'c') == before
+    assert _call([*args, '--overwrite'], capsys)[0] == 0
+    for bad, msg in ((['--sources', 'wikitext2'], 'perplexity'), (['--sources', str(src/'a.txt'), '--shippable'], 'declare it'),
+                     (['--sources', str(src/'nope.txt')], 'neither a shared source'), ([], '--out is required')):
+        code, err = _call(['build-corpus', *([] if bad == [] else ['--out', tmp_path/'bad']), *bad], capsys)
+        assert code == 2, bad; _one_error_line(err, msg)
+    assert not (tmp_path/'bad').exists()
+
 # ---------------------------------------------------------------- demo
 
 def test_demo_refuses_to_clobber(tmp_path, capsys):

@@ -296,22 +296,43 @@ def test_encoder_bundle_into_classifier(tmp_path):
     clas = tiny_clas(); load_encoder_weights(clas, b.state_dict)
     assert torch.equal(clas[0].module.encoder.weight, lm[0].encoder.weight)
 
-class SentencePieceTokenizer:
-    "Stand-in with the attributes of fastai's `SentencePieceTokenizer` (the `sentencepiece` package is not installed here)"
-    def __init__(self, sp_model):
-        self.sp_model, self.special_toks, self.vocab_sz, self.max_vocab_sz = sp_model, ['xxunk', 'xxpad'], 64, 30000
-        self.model_type, self.char_coverage, self.cache_dir = 'unigram', 0.9998, Path('tmp')
+@pytest.fixture
+def spm_tok(tmp_path, monkeypatch):
+    "A real SentencePiece tokenizer: a tiny model trained in a second on toy text, in a private cache"
+    from ulmfit_ext.subword import spm_tokenizer
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
+    texts = [f"The cat {w} on the mat, and the dog {w} under the TREE." for w in 'sat ran slept ate sang hid'.split()*20]
+    return spm_tokenizer(texts, vocab_sz=48, num_threads=1, progress=False)
 
-def test_sentencepiece_model_file_travels(tmp_path):
-    spm = tmp_path/'trained.model'; spm.write_bytes(b'\x00sentencepiece model bytes\xff')
-    d = save_bundle(tmp_path/'b', tiny_lm(), OLD_VOCAB, tokenizer=Tokenizer(SentencePieceTokenizer(spm), rules=[]))
-    assert (d/'spm.model').read_bytes() == spm.read_bytes()
+@pytest.mark.parametrize('which', ['SpmTokenizer', 'SentencePieceTokenizer'])
+def test_sentencepiece_bundle_round_trip(spm_tok, tmp_path, which):
+    "spm.model travels in the bundle, checksummed, and the tokenizer rebuilt from it gives identical tokens"
+    from fastai.text.all import SentencePieceTokenizer
+    from ulmfit_ext.subword import spm_vocab
+    model = Path(spm_tok.tok.sp_model)
+    tok = spm_tok if which == 'SpmTokenizer' else Tokenizer(SentencePieceTokenizer(sp_model=model, cache_dir=tmp_path/'sp'))
+    vocab = spm_vocab(model)
+    d = save_bundle(tmp_path/'b', tiny_lm(len(vocab)), vocab, tokenizer=tok)
+    assert (d/'spm.model').read_bytes() == model.read_bytes()
     b = load_bundle(d)
-    assert b.provenance['files']['spm.model'] == sha256_file(spm)
-    assert b.tokenizer_spec == dict(tokenizer='SentencePieceTokenizer', rules=[], sep=' ', params=dict(
-        special_toks=['xxunk', 'xxpad'], vocab_sz=64, max_vocab_sz=30000, model_type='unigram', char_coverage=0.9998))
+    assert b.provenance['files']['spm.model'] == sha256_file(model) and b.tokenizer_spec['tokenizer'] == which and b.vocab == vocab
+    rebuilt = b.build_tokenizer()
+    assert Path(rebuilt.tok.sp_model) == d/'spm.model'
+    for s in ["The CAT sang on the mat!!! Then the dog hid.", "zebras (unseen) ate 42 apples", ""]: assert rebuilt(s) == tok(s)
     (d/'spm.model').write_bytes(b'changed')
     with pytest.raises(UlmfitError, match="spm.model does not match the sha256"): load_bundle(d)
+
+def test_sentencepiece_bundle_needs_no_remap(spm_tok, tmp_path):
+    "Data tokenized with the bundle's model have its vocabulary: nothing remapped; a word vocabulary is refused with the fix"
+    from ulmfit_ext.subword import spm_vocab
+    vocab = spm_vocab(spm_tok.tok.sp_model)
+    lm = tiny_lm(len(vocab))
+    d = save_bundle(tmp_path/'b', lm, vocab, tokenizer=spm_tok)
+    dst = tiny_lm(len(vocab))
+    rep = load_pretrained_lm(dst, vocab=vocab, source=d, verbose=False)
+    assert rep.identical and rep.n_new == 0 and 'nothing remapped' in repr(rep)
+    assert torch.equal(dst[0].encoder.weight, lm[0].encoder.weight)
+    with pytest.raises(UlmfitError, match=r"tokenized another way.*vocab=load_bundle\("): load_pretrained_lm(tiny_lm(50), vocab=OLD_VOCAB, source=d, verbose=False)
 
 def test_build_tokenizer_refuses_unknown_names():
     spec = dict(tokenizer='SpacyTokenizer', params=dict(lang='en'), rules=['fix_html', 'os.system'], sep=' ')

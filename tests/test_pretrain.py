@@ -181,6 +181,61 @@ def test_stage2_loads_bundle(corpus, tmp_path, capsys):
     assert 'cat' in [learn.dls.vocab[i] for i in shared] and 'word3' not in src
     assert all(torch.equal(enc[i], src[learn.dls.vocab[i]]) for i in shared)
 
+# --- SentencePiece and variable-length BPTT ----------------------------------------------------
+
+SPM = dict(tokenizer='spm', vocab_sz=64, var_bptt=True, n_workers=0, progress=False)
+
+def _run_spm(corpus, out, **kw): return pretrain_lm(corpus[0], out, valid=corpus[1], **{**SMALL, **SPM, **kw})
+
+def test_spm_var_bptt_resume_matches_uninterrupted(corpus, tmp_path):
+    "SentencePiece Stage 1 with variable-length BPTT: the vocabulary is the model's, the bundle carries it, and a resumed run draws the same lengths"
+    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.subword import spm_vocab
+    from ulmfit_ext.data import VarLenLMDataLoader
+    ref = _run_spm(corpus, tmp_path/'ref')
+    assert isinstance(ref.learn.dls.train, VarLenLMDataLoader) and not ref.learn.dls.valid.variable
+    b = load_bundle(ref.bundle)
+    assert b.tokenizer_spec['tokenizer'] == 'SpmTokenizer' and (ref.bundle/'spm.model').is_file()
+    assert b.vocab == spm_vocab(ref.bundle/'spm.model') == list(ref.learn.dls.vocab)
+    assert json.loads((tmp_path/'ref'/'settings.json').read_text())['var_bptt'] is True
+    with pytest.raises(_Stop): _run_spm(corpus, tmp_path/'cut', cbs=[_StopAfter(0)])
+    res = _run_spm(corpus, tmp_path/'cut')
+    lr_ref, lr_cut = (load_checkpoint(tmp_path/d/'checkpoints')['lrs'] for d in ('ref', 'cut'))
+    assert len(lr_ref) == len(lr_cut) and np.allclose(lr_ref, lr_cut)   # same number of batches: same lengths drawn
+    sd_ref, sd_cut = ref.learn.model.state_dict(), res.learn.model.state_dict()
+    assert all(torch.allclose(sd_ref[k], sd_cut[k], atol=1e-5) for k in sd_ref)
+
+def test_spm_stage1_to_task_needs_no_remap(corpus, tmp_path, capsys):
+    "The task's data built from the SentencePiece bundle have its vocabulary: every embedding row loads as pretrained, and the classifier shares it"
+    import pandas as pd
+    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
+    from ulmfit_ext.learner import lm_learner, clas_learner
+    from ulmfit_ext.subword import SpmTokenizer
+    res = _run_spm(corpus, tmp_path/'run', n_epoch=1, var_bptt=False)
+    df = pd.DataFrame({'text': [f"the old man finds {w} and my sister hears it ." for w in ['a tree', 'the moon', 'zebras']*20], 'label': ['a', 'b', 'c']*20})
+    dls = lm_dls(df, vocab=load_bundle(res.bundle), bs=4, bptt=8, seed=0, n_workers=0, progress=False)   # no `tok=`: the bundle's
+    tid = next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, TokenIds))
+    assert isinstance(tid.tok, SpmTokenizer) and Path(tid.tok.sp_model) == res.bundle/'spm.model'
+    assert list(dls.vocab) == list(res.learn.dls.vocab)
+    capsys.readouterr()
+    learn = lm_learner(dls, config=SMALL['config'], pretrained=res.bundle)
+    assert 'nothing remapped' in capsys.readouterr().out
+    assert torch.equal(learn.model[0].encoder.weight, res.learn.model[0].encoder.weight)
+    dc = clas_dls(df, vocab=dls, bs=8, bptt=8, seed=0, n_workers=0, progress=False)
+    assert list(dc.vocab[0]) == list(dls.vocab)
+    clas = clas_learner(dc, encoder=learn, config=SMALL['config'], bptt=8)
+    assert torch.equal(clas.model[0].module.encoder.weight, learn.model[0].encoder.weight)
+    # a word-tokenized task vocabulary would be meaningless on pieces: refused with the fix
+    words = lm_dls(df, bs=4, bptt=8, seed=0, min_freq=1, **FAST)   # FAST: a space tokenizer
+    with pytest.raises(UlmfitError, match=r"vocab=load_bundle\("): lm_learner(words, config=SMALL['config'], pretrained=res.bundle)
+
+def test_spm_settings_refused(corpus, tmp_path):
+    with pytest.raises(UlmfitError, match="'spacy' .* or 'spm'"): _run(corpus, tmp_path/'x', tokenizer='wordpiece')
+    with pytest.raises(UlmfitError, match="with `tokenizer='spm'`"): _run(corpus, tmp_path/'x', vocab_sz=100)
+    with pytest.raises(UlmfitError, match="not both"): _run(corpus, tmp_path/'x', tokenizer='spm')   # FAST passes tok=
+    assert not (tmp_path/'x').exists()
+
 # --- find_stage1 -------------------------------------------------------------------------------
 
 @pytest.fixture

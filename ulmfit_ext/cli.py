@@ -11,7 +11,7 @@ from .core import UlmfitError, check_dest, atomic_path
 
 # %% auto #0
 __all__ = ['subcommands', 'ulmfit_pretrain', 'ulmfit_finetune_lm', 'ulmfit_train_classifier', 'ulmfit_predict', 'ulmfit_evaluate',
-           'ulmfit_demo', 'usage', 'main']
+           'ulmfit_demo', 'usage', 'main', 'ulmfit_build_corpus']
 
 # %% ../nbs/09_cli.ipynb #abc78f82
 def _lib(name:str):
@@ -229,6 +229,9 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                     resume:bool=True, # Continue from the checkpoints in --out of an interrupted run (--no-resume starts afresh)
                     seed:int=42, # Random seed
                     overwrite:bool=False, # Replace the results of an earlier run in --out
+                    tokenizer:str='spacy', # 'spacy': words (fastai's spaCy tokenizer and rules); 'spm': a SentencePiece subword model trained on CORPUS first (cached)
+                    vocab_size:int=None, # Pieces of the SentencePiece model with --tokenizer spm (default 15000; 8000 to 30000 suit real corpora)
+                    var_bptt:bool=False, # The paper's variable-length BPTT: training batches vary in length around --bptt
                    ):
     "Stage 1: pretrain a general-domain language model on a large corpus; writes a bundle, metrics.json, plots and resumable checkpoints"
     _input(corpus, 'The corpus'); _need(out, '--out', 'the folder to write the language model in')
@@ -236,7 +239,8 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     cfg = {k: v for k, v in dict(emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers).items() if v is not None}
     res = _lib('pretrain').pretrain_lm(corpus, out, preset=preset, valid=valid, n_epoch=epochs, lr=lr, bs=bs, bptt=bptt, max_vocab=max_vocab,
                                        min_freq=min_freq, max_tokens=max_tokens, backwards=backwards, resume=resume, overwrite=overwrite,
-                                       seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct)
+                                       seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
+                                       tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt)
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
         _save_fig(_plot_lrs(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)
@@ -476,4 +480,23 @@ def main(argv:list=None, # The words after `ulmfit`; default `sys.argv[1:]`
         _fail('', f"unknown subcommand {sub!r}: " + (f"did you mean {close[0]!r}? " if close else '') + f"choose one of {', '.join(subcommands)}.")
     _run(sub, argv[1:])
 
-if __name__ == '__main__' and '__file__' in globals(): main()  # `python -m ulmfit_ext.cli`; not when run in a notebook
+# %% ../nbs/09_cli.ipynb #9c67fc2e
+@_subcommand
+def ulmfit_build_corpus(out:str=None, # Output folder (required): train.txt and valid.txt (one paragraph a line, a blank line between) and manifest.json
+                        sources:str=None, # Comma-separated shared sources (gutenberg, state_union, inaugural, brown) and/or paths of your own text (folder, archive, .txt or CSV); default every shared source here
+                        shippable:bool=False, # Only text whose licence allows shipping a model trained on it (Gutenberg, State of the Union, inaugural; not Brown)
+                        valid_pct:float=0.02, # Fraction of the paragraphs held out in valid.txt, chosen by a hash of each paragraph
+                        max_chars:int=5000, # Longest paragraph in characters; longer ones are cut at sentence ends
+                        text_col:str='text', # Text column of CSV sources
+                        overwrite:bool=False, # Replace the corpus an earlier run wrote in --out
+                       ):
+    "Build a general-English Stage-1 corpus: clean, deduplicated paragraphs in train.txt and valid.txt, with a manifest of sources, licences and counts"
+    _need(out, '--out', 'the folder to write the corpus in')
+    srcs = None if sources is None else [s.strip() for s in sources.split(',') if s.strip()]
+    res = _lib('corpus').build_corpus(out, srcs, shippable=shippable, valid_pct=valid_pct, max_chars=max_chars, text_col=text_col, overwrite=overwrite)
+    print(res)
+    return res.manifest
+
+subcommands['build-corpus'] = ulmfit_build_corpus
+
+if __name__ == '__main__' and '__file__' in globals(): main()  # `python -m ulmfit_ext.cli`; last, once every subcommand is defined; not when run in a notebook

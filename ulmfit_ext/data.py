@@ -312,6 +312,8 @@ def _tok_desc(tok, rules, post_rules) -> dict:
     "The settings of tokenizer `tok` (`None`: the default `WordTokenizer()`) and its `rules` that decide the tokens, as JSON-able values"
     if tok is None: tok = SimpleNamespace(default='WordTokenizer()', lang='en', special_toks=list(defaults.text_spec_tok))
     simple = {k:v for k,v in vars(tok).items() if isinstance(v, (str,int,float,bool,tuple,list)) and not k.startswith('_')}
+    sp = getattr(tok, 'sp_model', None)
+    if sp is not None and Path(sp).is_file(): simple['sp_model'] = sha256_file(sp)  # the model's content, not where it lies
     nlp = getattr(getattr(tok, 'pipe', None), '__self__', None)
     return dict(tok=f'{type(tok).__module__}.{type(tok).__qualname__}', attrs={k:simple[k] for k in sorted(simple)},
                 lang=getattr(nlp, 'lang', getattr(tok, 'lang', None)), rules=[_fn_name(r) for r in rules], post_rules=[_fn_name(r) for r in post_rules],
@@ -427,10 +429,24 @@ def _check_cols(df, *cols):
     miss = [c for c in cols if c is not None and c not in df.columns]
     if miss: raise UlmfitError(f"Column(s) {miss} not in the DataFrame; its columns are {list(df.columns)}. Pass the right `text_col=`/`label_col=`/`valid_col=`.")
 
+# %% ../nbs/01_data.ipynb #badf841e
+def _unwrap_tok(tok, rules) -> tuple:
+    "(tokenizer, rules): the `tok` and `rules` of a fastai `Tokenizer`, else the two as given"
+    if isinstance(tok, Tokenizer): return tok.tok, ifnone(rules, tok.rules)
+    return tok, rules
+
+def _check_tok(tok):
+    "Refuse a SentencePiece tokenizer without a trained model: fastai would train one on the first chunk of text, in every worker"
+    if tok is not None and hasattr(tok, 'sp_model') and getattr(tok, 'tok', None) is None:
+        raise UlmfitError("The SentencePiece tokenizer has no trained model (`sp_model=None`): fastai would train one on the first chunk of text only, "
+                          "once per worker process. Train it on the whole corpus first: `tok = spm_tokenizer(corpus, vocab_sz=15000)` "
+                          "(from `ulmfit_ext.subword`), or pass `SentencePieceTokenizer(sp_model=...)` with a trained model.")
+    return tok
+
 # %% ../nbs/01_data.ipynb #04f08e22
 def tokenize_corpus(source, # Texts (list/Series), a DataFrame, a CSV path, a corpus path (see `read_texts`) or a `TextCorpus`
                     text_col='text', # Text column of a DataFrame or CSV
-                    tok=None, # A fastai tokenizer; default `WordTokenizer()` (spaCy)
+                    tok=None, # A fastai tokenizer, or a fastai `Tokenizer` (its `tok` and `rules`); default `WordTokenizer()` (spaCy)
                     rules=None, # Pre-tokenization rules; default fastai's `defaults.text_proc_rules`
                     post_rules=None, # Post-tokenization rules; default `defaults.text_postproc_rules`
                     cache:bool=True, # Keep the result under `cache_dir('tokens', <key>)` and reuse it when the key matches
@@ -446,6 +462,7 @@ def tokenize_corpus(source, # Texts (list/Series), a DataFrame, a CSV path, a co
     check_args(n_workers=n_workers, max_docs=max_docs, max_tokens=max_tokens, chunk_chars=chunk_chars, max_chars=max_chars)
     src = _as_source(source, text_col, **kwargs)
     if isinstance(src, TokenStore): return src
+    tok, rules = _unwrap_tok(_check_tok(tok), rules)
     rules,post_rules = L(ifnone(rules, defaults.text_proc_rules)),L(ifnone(post_rules, defaults.text_postproc_rules))
     desc = dict(_tok_desc(tok, rules, post_rules), max_docs=max_docs, max_tokens=max_tokens)
     path = cache_dir('tokens', _source_key(src, desc)) if cache else None
@@ -625,10 +642,29 @@ def _random_valid(n:int, valid_pct:float, seed) -> list:
     if n < 2: raise UlmfitError(f"Only {n} document: a validation set needs at least 2. Split a single file into paragraphs or lines (`split='para'`/`'line'`) or add text.")
     return sorted(RandomSplitter(valid_pct, seed=seed)(range(n))[1]) or [int(np.random.default_rng(seed).integers(n))]
 
+# %% ../nbs/01_data.ipynb #9f5fd023
+def _token_ids(dls):
+    "The `TokenIds` transform of `DataLoaders` built by `lm_dls`/`clas_dls`, or `None`"
+    ds = getattr(dls, 'train_ds', None)
+    ds = getattr(ds, 'tls', [ds])[0]
+    return first(t for t in getattr(getattr(ds, 'tfms', None), 'fs', []) if isinstance(t, TokenIds))
+
+def _tok_of(vocab, tok, rules, post_rules) -> tuple:
+    "(tok, rules, post_rules): those given, else the ones that came with `vocab` (a `Bundle` with a tokenizer, or `lm_dls` DataLoaders)"
+    tok, rules = _unwrap_tok(tok, rules)
+    if tok is not None or vocab is None: return tok, rules, post_rules
+    if callable(getattr(vocab, 'build_tokenizer', None)) and getattr(vocab, 'tokenizer_spec', None) is not None:
+        t = vocab.build_tokenizer()
+        return t.tok, ifnone(rules, t.rules), post_rules
+    t = _token_ids(vocab)
+    if t is None: return tok, rules, post_rules
+    return t.tok, ifnone(rules, t.rules), ifnone(post_rules, t.post_rules)
+
 # %% ../nbs/01_data.ipynb #0e08958e
-def _build_vocab(tfm_stores, train_idx, vocab, min_freq, max_vocab) -> list:
-    "`vocab` as a list, or a new one from the training documents' token counts (refused if it holds no word)"
+def _build_vocab(tfm_stores, train_idx, vocab, min_freq, max_vocab, tok=None) -> list:
+    "`vocab` as a list; else the fixed vocabulary of `tok` (a SentencePiece model's); else a new one from the training documents' token counts (refused if it holds no word)"
     if vocab is not None: return _vocab_of(vocab)
+    if getattr(tok, 'fixed_vocab', None) is not None: return list(tok.fixed_vocab)
     starts = np.cumsum([0]+[len(s) for s in tfm_stores])
     v = make_vocab(_train_counter(tfm_stores, starts, train_idx), min_freq=min_freq, max_vocab=max_vocab)
     if not any(t not in defaults.text_spec_tok and t != 'xxfake' for t in v):
@@ -657,7 +693,7 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
            bs:int=64, # Batch size (number of parallel streams), the paper's 64
            bptt:int=70, # Sequence length (the mean one with `var_bptt`), the paper's 70
            backwards:bool=False, # Read every document backwards (for the backward LM of the bidirectional ensemble)
-           vocab=None, # A vocabulary to use (a list or LM `DataLoaders`); `None`: build one from the training documents
+           vocab=None, # A vocabulary: a list, LM `DataLoaders` or a Stage-1 `Bundle` (these two also bring their tokenizer); `None`: the tokenizer's own or a new one
            min_freq:int=3, # Minimum count of a token in the new vocabulary
            max_vocab:int=60000, # Maximum size of the new vocabulary
            var_bptt:bool=False, # Variable-length BPTT (`VarLenLMDataLoader`) for the training set
@@ -669,12 +705,13 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
           ) -> DataLoaders:
     "Language-model `DataLoaders` over all the texts of `source` and `more`, tokenized once and cached"
     check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
+    tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress, **{k:kwargs.pop(k) for k in ('split','encoding','extensions','chunk_chars','max_chars') if k in kwargs})
     stores = _stores((source,)+more, text_col, tkw)
     n = sum(map(len, stores))
     valid = _random_valid(n, valid_pct, seed)
     train = np.setdiff1d(np.arange(n), valid)
-    vocab = _build_vocab(stores, train, vocab, min_freq, max_vocab)
+    vocab = _build_vocab(stores, train, vocab, min_freq, max_vocab, tok)
     tfms = _text_tfms(stores, vocab, backwards, tkw)
     _check_streams(tfms[0], bs, training=train, validation=valid)
     dl_type = VarLenLMDataLoader if var_bptt else LMDataLoader
@@ -725,7 +762,7 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              text_col='text', # Text column
              label_col='label', # Label column
              *,
-             vocab, # The language model's vocabulary (list or LM `DataLoaders`); `None` on purpose: build one here
+             vocab, # The language model's vocabulary: a list, LM `DataLoaders` or a `Bundle` (these two also bring their tokenizer); `None` on purpose: a new one
              valid_col=None, # Boolean column marking validation rows; `None`: a random `valid_pct`
              valid_pct:float=0.1, # Fraction held out for validation when there is no `valid_col`
              bs:int=64, # Batch size
@@ -745,11 +782,12 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
     df = _read_df(df_or_csv, encoding)
     _check_cols(df, text_col, label_col, valid_col)
     _check_labels(df, label_col)
+    tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
     stores = _stores([df], text_col, tkw)
     valid = _clas_split(df, valid_col, valid_pct, seed)
     train = np.setdiff1d(np.arange(len(df)), valid)
-    tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab), backwards, tkw)
+    tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab, tok), backwards, tkw)
     _check_classes(df[label_col].to_numpy(), train, valid, label_col, label_delim)
     if len(train) < bs: raise UlmfitError(f"There are {len(train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
     items = pd.DataFrame({'doc': np.arange(len(df)), 'label': df[label_col].to_numpy()})

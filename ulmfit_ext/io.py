@@ -181,11 +181,12 @@ def load_encoder_weights(model:nn.Module, # Language model, classifier or `AWD_L
 # %% ../nbs/04_io.ipynb #cba150e0
 class RemapReport:
     "Result of `remap_embeddings`: how many target tokens were `shared` with the source vocabulary and which are `new`"
-    def __init__(self, n_source, n_target, n_shared, new_tokens, n_examples=5):
-        store_attr('n_source,n_target,n_shared,new_tokens,n_examples')
+    def __init__(self, n_source, n_target, n_shared, new_tokens, n_examples=5, identical=False):
+        store_attr('n_source,n_target,n_shared,new_tokens,n_examples,identical')
     @property
     def n_new(self): return len(self.new_tokens)
     def __repr__(self):
+        if self.identical: return f"Vocabulary identical to the pretrained one ({self.n_target} tokens): every row kept as it is, nothing remapped"
         pct = 100 * self.n_shared / max(self.n_target, 1)
         ex = ', '.join(repr(t) for t in self.new_tokens[:self.n_examples])
         return (f"Vocabulary remap: {self.n_shared} of {self.n_target} tokens ({pct:.1f}%) found among the {self.n_source} pretrained tokens "
@@ -209,12 +210,14 @@ def remap_embeddings(sd:dict, # State dict with an embedding (language model, cl
     if sd[f'{p}encoder.weight'].shape[0] != len(old_vocab):
         raise UlmfitError(f"The vocabulary has {len(old_vocab)} tokens but the embedding has {sd[f'{p}encoder.weight'].shape[0]} rows: "
                           "the vocabulary file does not belong to these weights.")
+    same = list(old_vocab) == list(new_vocab)   # e.g. two corpora tokenized with one SentencePiece model: every row stays, `xxfake` padding too
     o2i = {}
     for i,w in enumerate(old_vocab): o2i.setdefault(w, i)
-    idx = torch.tensor([o2i.get(w, -1) for w in new_vocab], dtype=torch.long)
+    idx = torch.arange(len(new_vocab)) if same else torch.tensor([o2i.get(w, -1) for w in new_vocab], dtype=torch.long)
     keys = [f'{p}encoder.weight', f'{p}encoder_dp.emb.weight'] + (['1.decoder.weight', '1.decoder.bias'] if kind == 'lm' else [])
     new = {**sd, **{k: _remap_rows(sd[k], idx) for k in keys if k in sd}}
-    return new, RemapReport(len(old_vocab), len(new_vocab), int((idx >= 0).sum()), [w for w,i in zip(new_vocab, idx.tolist()) if i < 0])
+    new_toks = [w for w,i in zip(new_vocab, idx.tolist()) if i < 0]
+    return new, RemapReport(len(old_vocab), len(new_vocab), int((idx >= 0).sum()), new_toks, identical=same)
 
 # %% ../nbs/04_io.ipynb #1c51df72
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -282,6 +285,16 @@ def wt103_files(backwards:bool=False, # The backwards model (`URLs.WT103_BWD`)?
         return _find_pair(untar_data(url, c_key='model'))
     except Exception as e: raise UlmfitError(_offline_msg(backwards, f'{type(e).__name__}: {e}')) from None
 
+# %% ../nbs/04_io.ipynb #79e09314
+_SP_TOKS = ('SentencePieceTokenizer', 'SpmTokenizer')
+
+def _check_subword(b, rep:RemapReport, source):
+    "Refuse to remap a SentencePiece bundle onto a vocabulary that shares under half its tokens: the task's text was tokenized another way"
+    if (b.tokenizer_spec or {}).get('tokenizer') not in _SP_TOKS or rep.n_shared >= rep.n_target/2: return
+    raise UlmfitError(f"The bundle {source} is a SentencePiece model, but only {rep.n_shared} of the {rep.n_target} tokens of your vocabulary are among its pieces: "
+                      f"the task's text was tokenized another way. Build its DataLoaders with the bundle's tokenizer and vocabulary, `lm_dls(texts, vocab=load_bundle({str(source)!r}))`: "
+                      "the same SentencePiece model gives the same vocabulary, so nothing needs remapping.")
+
 # %% ../nbs/04_io.ipynb #511ae6a3
 def _pretrained_source(source, backwards, path, allow_pickle, vocab):
     "State dict remapped to `vocab`, the remap report, and the weights file, from fastai's WT103 files or a bundle folder"
@@ -291,7 +304,9 @@ def _pretrained_source(source, backwards, path, allow_pickle, vocab):
     b = load_bundle(source, kinds=('lm', 'encoder'))
     if b.config.get('backwards', False) != backwards:
         raise UlmfitError(f"The bundle {source} is a {'backward' if b.config.get('backwards') else 'forward'} LM but a {'backward' if backwards else 'forward'} one was asked for: pass the matching bundle.")
-    return (*remap_embeddings(b.state_dict, b.vocab, vocab), Path(source)/'weights.pth')
+    sd, rep = remap_embeddings(b.state_dict, b.vocab, vocab)
+    _check_subword(b, rep, source)
+    return sd, rep, Path(source)/'weights.pth'
 
 # %% ../nbs/04_io.ipynb #49d014ce
 def _dls_vocab(dls):
@@ -374,7 +389,8 @@ def build_model(cfg:dict) -> nn.Module:
 
 # %% ../nbs/04_io.ipynb #877aa952
 _TOK_PARAMS = (('SpacyTokenizer', ('special_toks', 'buf_sz')), ('BaseTokenizer', ('split_char',)),
-               ('SentencePieceTokenizer', ('special_toks', 'vocab_sz', 'max_vocab_sz', 'model_type', 'char_coverage')))
+               ('SentencePieceTokenizer', ('special_toks', 'vocab_sz', 'max_vocab_sz', 'model_type', 'char_coverage')),
+               ('SpmTokenizer', ('special_toks', 'model_type')))
 
 def _fn_name(f): return getattr(f, '__name__', None) or getattr(getattr(f, 'func', None), '__name__', repr(f))
 
@@ -384,7 +400,7 @@ def _sp_model_file(tok):
     return Path(f) if Path(f).exists() else None
 
 def tokenizer_spec(tok) -> dict:
-    "A JSON-able description of a fastai `Tokenizer` (or bare `SpacyTokenizer`/`SentencePieceTokenizer`/`BaseTokenizer`)"
+    "A JSON-able description of a fastai `Tokenizer` (or bare `SpacyTokenizer`/`SentencePieceTokenizer`/`SpmTokenizer`/`BaseTokenizer`)"
     if tok is None or isinstance(tok, dict): return tok
     outer = tok if isinstance(tok, Tokenizer) else None
     inner = outer.tok if outer else tok
@@ -395,6 +411,12 @@ def tokenizer_spec(tok) -> dict:
     return dict(tokenizer=cls, params=json.loads(json.dumps(params, default=str)), rules=rules, sep=outer.sep if outer else ' ')
 
 # %% ../nbs/04_io.ipynb #68a1d96a
+def _spm_in(folder) -> Path:
+    "The `spm.model` of the bundle `folder`, or a `UlmfitError` saying it is missing"
+    f = Path(folder or '.')/'spm.model'
+    if folder is None or not f.is_file(): raise UlmfitError(f"tokenizer.json names a SentencePiece tokenizer, but there is no {f}: pass the bundle folder that holds its spm.model.")
+    return f
+
 _RULES = (fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj, lowercase, replace_space)
 
 def _edited(f, e) -> UlmfitError:
@@ -412,13 +434,16 @@ def build_tokenizer(spec:dict, # A `tokenizer_spec` dict
         raise _edited(Path(folder)/'tokenizer.json' if folder else 'The tokenizer description', e) from None
 
 def _build_tokenizer(spec, folder):
-    known = dict(SpacyTokenizer=SpacyTokenizer, BaseTokenizer=BaseTokenizer, SentencePieceTokenizer=SentencePieceTokenizer)
-    if spec['tokenizer'] not in known: raise UlmfitError(f"Tokenizer {spec['tokenizer']!r} is not one of fastai's {list(known)}: rebuild it yourself from tokenizer.json.")
+    known = dict(SpacyTokenizer=SpacyTokenizer, BaseTokenizer=BaseTokenizer, SentencePieceTokenizer=SentencePieceTokenizer, SpmTokenizer=None)
+    if spec['tokenizer'] not in known: raise UlmfitError(f"Tokenizer {spec['tokenizer']!r} is not one of fastai's or ulmfit_ext's tokenizers {list(known)}: rebuild it yourself from tokenizer.json.")
+    if spec['tokenizer'] == 'SpmTokenizer':
+        from ulmfit_ext.subword import SpmTokenizer   # only SentencePiece bundles need the subword module
+        known['SpmTokenizer'] = SpmTokenizer
     rules = {f.__name__: f for f in _RULES}
     unknown = [r for r in spec['rules'] if r not in rules]
     if unknown: raise UlmfitError(f"Unknown tokenizer rules {unknown}: only fastai's {list(rules)} are rebuilt. Build the `Tokenizer` yourself with your rules.")
     params = dict(spec['params'])
-    if spec['tokenizer'] == 'SentencePieceTokenizer': params.update(sp_model=Path(folder)/'spm.model', cache_dir=str(folder))
+    if spec['tokenizer'] in _SP_TOKS: params.update(sp_model=_spm_in(folder), cache_dir=str(folder))
     return Tokenizer(known[spec['tokenizer']](**params), rules=[rules[r] for r in spec['rules']], sep=spec.get('sep', ' '))
 
 # %% ../nbs/04_io.ipynb #5e182080
@@ -456,7 +481,7 @@ def _write_files(d, model, vocab, cfg, tokenizer, metrics, data_desc):
     _dump_json(d/'config.json', cfg)
     spec = tokenizer_spec(tokenizer)
     if spec is not None: _dump_json(d/'tokenizer.json', spec)
-    spm = _sp_model_file(tokenizer.tok if isinstance(tokenizer, Tokenizer) else tokenizer) if spec and spec['tokenizer'] == 'SentencePieceTokenizer' else None
+    spm = _sp_model_file(tokenizer.tok if isinstance(tokenizer, Tokenizer) else tokenizer) if spec and spec['tokenizer'] in _SP_TOKS else None
     if spm: shutil.copyfile(spm, d/'spm.model')
     files = {f.name: sha256_file(f) for f in sorted(d.iterdir())}
     _dump_json(d/'provenance.json', dict(versions=versions(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'),

@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions
+from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
 from .core import deterministic as _deterministic
-from .data import TokenStore, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _check_streams
+from .data import TokenStore, VarLenLMDataLoader, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _unwrap_tok, _check_streams
+from .subword import spm_tokenizer
 from .io import save_lm_bundle, wt103_files, _is_bundle
 from .learner import lm_learner
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
@@ -37,7 +38,9 @@ def _preset(name:str) -> dict:
 # %% ../nbs/07_pretrain.ipynb #e25853c6
 def _tok_kwargs(kwargs) -> dict:
     "The tokenization settings for `tokenize_corpus`, with the defaults this module uses (paragraph documents)"
-    return dict(dict(tok=None, rules=None, post_rules=None, cache=True, n_workers=None, progress=True, split='para'), **kwargs)
+    d = dict(dict(tok=None, rules=None, post_rules=None, cache=True, n_workers=None, progress=True, split='para'), **kwargs)
+    d['tok'], d['rules'] = _unwrap_tok(d['tok'], d['rules'])   # a fastai `Tokenizer` (e.g. `spm_tokenizer`'s): its tokenizer and rules
+    return d
 
 def _splits(stores, valid_pct, seed) -> tuple:
     "(training, validation) document indices: the second store's documents, or a random `valid_pct` of the first's"
@@ -60,6 +63,7 @@ def pretrain_dls(corpus, # Training text: a path `read_texts` accepts, or a `Tok
                  vocab=None, # A fixed vocabulary (e.g. when resuming); `None` to build one
                  valid_rules=None, # Pre-tokenization rules of the held-out text only (e.g. `[fix_wikitext, *defaults.text_proc_rules]`)
                  path='.', # `DataLoaders.path`
+                 var_bptt:bool=False, # Variable-length BPTT for the training set (`VarLenLMDataLoader`, lengths seeded by `seed`)
                  **kwargs, # Tokenization settings (`tok`, `rules`, `split`, `n_workers`, `cache`, `progress`, ...) for `tokenize_corpus`
                 ) -> DataLoaders:
     "Language-model `DataLoaders` for pretraining: training documents from `corpus`, validation from `valid` or a random split"
@@ -68,11 +72,12 @@ def pretrain_dls(corpus, # Training text: a path `read_texts` accepts, or a `Tok
     stores = [tokenize_corpus(corpus, max_tokens=max_tokens, **tkw)]
     if valid is not None: stores.append(tokenize_corpus(valid, **{**tkw, 'rules': ifnone(valid_rules, tkw['rules'])}))
     tr, va = _splits(stores, valid_pct, seed)
-    tfms = _text_tfms(stores, _build_vocab(stores, tr, vocab, min_freq, max_vocab), backwards, tkw)
+    tfms = _text_tfms(stores, _build_vocab(stores, tr, vocab, min_freq, max_vocab, tkw['tok']), backwards, tkw)
     _check_streams(tfms[0], bs, training=tr, validation=va)
-    block = TransformBlock(type_tfms=tfms, dl_type=LMDataLoader, dls_kwargs={'seq_len': bptt, 'cache': 2*bs+2})
+    block = TransformBlock(type_tfms=tfms, dl_type=VarLenLMDataLoader if var_bptt else LMDataLoader, dls_kwargs={'seq_len': bptt, 'cache': 2*bs+2})
     dblock = DataBlock(blocks=block, splitter=IndexSplitter(va))
-    return dblock.dataloaders(L(range(int(tfms[0].n_docs))), bs=bs, path=path, dl_kwargs=[{'lens': tfms[0].lengths(tr)}, {}])
+    kw = ([{'seed': seed}, {'variable': False}] if var_bptt else [{}, {}])
+    return dblock.dataloaders(L(range(int(tfms[0].n_docs))), bs=bs, path=path, dl_kwargs=[{'lens': tfms[0].lengths(tr), **kw[0]}, kw[1]])
 
 # %% ../nbs/07_pretrain.ipynb #a2c069bd
 def _toy_corpus(path, n:int=400, seed:int=0) -> Path:
@@ -106,6 +111,7 @@ def _rng_state(learn) -> dict:
     npst = np.random.get_state()
     return dict(python=random.getstate(), numpy=[npst[0], torch.from_numpy(npst[1].astype(np.int64)), *npst[2:]],
                 torch=torch.get_rng_state(), dl=learn.dls.train.rng.getstate(), dl_order=_doc_order(learn.dls.train),
+                dl_epoch=getattr(learn.dls.train, 'epoch', None),   # `VarLenLMDataLoader` draws each epoch's lengths from it
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
 def _set_rng_state(learn, st:dict):
@@ -138,6 +144,11 @@ class EpochCheckpoint(Callback):
         store_attr('start_epoch,keep,run_id'); self.folder = Path(folder)
         st = state or {}
         self.history, self.losses, self.lrs = list(st.get('history', [])), list(st.get('losses', [])), list(st.get('lrs', []))
+        self.dl_epoch = (st.get('rng') or {}).get('dl_epoch')
+
+    def before_fit(self):
+        "Resuming variable-length BPTT: go on with the lengths of the next epoch, once the schedule was sized on epoch 0's as in the first run"
+        if self.dl_epoch is not None and isinstance(self.dls.train, VarLenLMDataLoader): self.dls.train.epoch, self.dls.train._plan = self.dl_epoch, None
 
     def after_batch(self):
         if self.training: self.losses.append(self.learn.loss.detach().item()); self.lrs.append(float(self.opt.hypers[-1]['lr']))
@@ -179,6 +190,12 @@ def _describe(src) -> str:
     if src is None: return None
     if isinstance(src, TokenStore): return f"TokenStore({src.path or src.meta.get('source')}, {len(src)} docs, {src.n_tokens} tokens)"
     return str(Path(src).expanduser().resolve())
+
+def _tok_setting(tok):
+    "How settings.json records a tokenizer: a SentencePiece one by its class and the sha256 of its model, others by their class"
+    t = _unwrap_tok(tok, None)[0]
+    sp = getattr(t, 'sp_model', None)
+    return dict(tok=type(t).__name__, sp_model=sha256_file(sp)) if sp is not None and Path(sp).is_file() else t
 
 def _jsonable(o): return o if isinstance(o, (str, int, float, bool, type(None))) else (
     [_jsonable(x) for x in o] if isinstance(o, (list, tuple, L)) else {str(k): _jsonable(v) for k,v in o.items()} if isinstance(o, dict)
@@ -279,6 +296,22 @@ def _fill_preset(preset, **given) -> dict:
     res['config'] = {**p['config'], **(given.get('config') or {})}
     return res
 
+# %% ../nbs/07_pretrain.ipynb #ed696fb6
+_TOKENIZERS = ('spacy', 'spm')
+
+def _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs):
+    "Raise `UlmfitError` for a `tokenizer`/`vocab_sz` that cannot be used"
+    if tokenizer not in (None, *_TOKENIZERS): raise UlmfitError(f"`tokenizer`={tokenizer!r} is not known: use 'spacy' (words, the default) or 'spm' (a SentencePiece model trained on the corpus), e.g. `--tokenizer spm`.")
+    if tokenizer is not None and kwargs.get('tok') is not None: raise UlmfitError("Pass either `tokenizer=` ('spacy' or 'spm') or your own `tok=`, not both.")
+    if vocab_sz is not None and tokenizer != 'spm': raise UlmfitError("`vocab_sz` (`--vocab-size` on the command line) is the size of a SentencePiece vocabulary: use it with `tokenizer='spm'` (`--tokenizer spm`); a word vocabulary's size is `max_vocab`.")
+    if tokenizer == 'spm' and isinstance(corpus, TokenStore): raise UlmfitError("A SentencePiece model is trained on raw text: pass the corpus path, not a `TokenStore`, with `tokenizer='spm'`.")
+
+def _spm_kwargs(corpus, vocab_sz, kwargs) -> dict:
+    "`kwargs` with `tok` a SentencePiece tokenizer trained on `corpus` (cached), read the way the corpus is read"
+    read = {k: kwargs[k] for k in ('encoding', 'extensions') if k in kwargs}
+    tok = spm_tokenizer(corpus, vocab_sz=vocab_sz, rules=kwargs.get('rules'), split=kwargs.get('split', 'para'), progress=kwargs.get('progress', True), **read)
+    return {**kwargs, 'tok': tok}
+
 # %% ../nbs/07_pretrain.ipynb #b3d0d6bb
 class PretrainResult:
     "What `pretrain_lm` produced: the `learn`er, the `bundle` folder, `metrics` (as in metrics.json) and the `out` folder"
@@ -360,6 +393,9 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
                 valid_pct:float=0.1, # Fraction of the corpus documents held out when `valid` is None
                 valid_rules=None, # Pre-tokenization rules of `valid` only, e.g. `[fix_wikitext, *defaults.text_proc_rules]`
                 cut_frac:float=0.1, ratio:float=32, # STLR shape (the paper's values)
+                tokenizer:str=None, # 'spacy' (words; the default unless `tok=` is given) or 'spm' (a SentencePiece model trained on `corpus`, cached)
+                vocab_sz:int=None, # Pieces of the SentencePiece model with `tokenizer='spm'` (default 15,000)
+                var_bptt:bool=False, # The paper's variable-length BPTT for the training batches (`VarLenLMDataLoader`)
                 deterministic:bool=False, # Seed with `seed` and use PyTorch's deterministic algorithms (see `set_determinism`), for bit-identical reruns
                 **kwargs, # Tokenization settings for `tokenize_corpus`: `tok`, `rules`, `split` ('para'), `n_workers`, `cache`, `progress`, ...
                ) -> PretrainResult:
@@ -367,16 +403,20 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     t0, out = time.time(), Path(out)
     p = _fill_preset(preset, n_epoch=n_epoch, lr=lr, bs=bs, max_vocab=max_vocab, min_freq=min_freq, max_tokens=max_tokens, drop_mult=drop_mult, config=config)
     _check_pretrain_args(p, bptt, seed, clip, valid_pct, cut_frac, ratio)
-    settings = _settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct,
-                         valid_rules=valid_rules, cut_frac=cut_frac, ratio=ratio, tokenization={k:v for k,v in kwargs.items() if k not in _NOT_SETTINGS},
-                         **({'deterministic': True} if deterministic else {}))
+    _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs)
+    spm = tokenizer == 'spm'
+    extra = dict(**(dict(tokenizer='spm', vocab_sz=ifnone(vocab_sz, 15000)) if spm else {}), **({'var_bptt': True} if var_bptt else {}),
+                 **({'deterministic': True} if deterministic else {}))  # only when used: older runs resume
+    settings = _settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
+                         cut_frac=cut_frac, ratio=ratio, **extra, tokenization={k: _tok_setting(v) if k == 'tok' else v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
     created = not out.exists()
     work, ck = _prepare_out(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
     try:
+        if spm: kwargs = _spm_kwargs(corpus, settings['vocab_sz'], kwargs)
         with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
             set_seed(seed)
             dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
-                               vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, **kwargs)
+                               vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, var_bptt=var_bptt, **kwargs)
             learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
             start = 0 if ck is None else _resume(learn, ck)
             run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
