@@ -103,7 +103,7 @@ def _stage1(df, preset, seed, bundle=None, corpus=None, key='demo'):
     "Find or make the Stage-1 LM: returns (`pretrained` for `stage2`, a one-line description)"
     s1 = find_stage1(bundle=bundle, corpus=corpus, key=key)
     if s1.kind == 'wt103': return 'wt103', s1.desc
-    if s1.kind in ('bundle', 'cache'): return s1.path, s1.desc
+    if s1.kind in ('bundle', 'shipped', 'cache'): return s1.path, s1.desc
     if s1.kind == 'corpus': return _pretrain(s1.path, preset, seed, key), f"pretrained on {s1.path}"
     print("Stage 1: no general-domain corpus is available, so the LM is pretrained on the task's own training text.")
     texts = df[df.split != 'test'].text.tolist()

@@ -8,6 +8,7 @@ import difflib, inspect, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, check_int, available_memory
 from .splitters import lm_splitter, clas_splitter
+from .io import resolve_pretrained
 from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
 from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
@@ -100,7 +101,7 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
                arch=AWD_LSTM, # Encoder architecture (fastai's `AWD_LSTM`)
                config:dict=None, # Changes to `ulmfit_lm_config` (e.g. `dict(n_hid=1150)`)
                drop_mult:float=None, # Multiplier for every dropout probability; `None`: `auto_drop_mult` of the hidden size (1, the paper's, at 1152)
-               pretrained=None, # None or False (random init), 'wt103' (fastai's WikiText-103 weights) or a bundle directory (its sizes are used)
+               pretrained=None, # None or False (random init), 'wt103' (fastai's WikiText-103 weights), a name of `shipped_models` or a bundle directory (its sizes are used)
                pretrained_path=None, # With `pretrained='wt103'`: a local folder holding fastai's weights and vocab
                order:str='paper', # Layer-group order: 'paper' (embedding lowest) or 'fastai'
                opt_func=ulmfit_opt, # Optimizer: Adam with the paper's betas
@@ -112,6 +113,7 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
               ) -> LMLearner:
     "An AWD-LSTM language-model learner with the paper's defaults and layer groups; unfrozen, ready for Stage 2"
     if pretrained is False: pretrained = None   # fastai's spelling of "no pretrained weights"
+    pretrained = resolve_pretrained(pretrained, ifnone(backwards, _is_backwards(dls)))
     vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **_bundle_sizes(pretrained), **(config or {})}
     drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'lm')

@@ -8,7 +8,7 @@ import json, shutil, time
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_dest, atomic_path, deterministic, versions
 from .data import lm_dls, clas_dls
-from .io import load_bundle, save_bundle, _dls_info
+from .io import load_bundle, save_bundle, resolve_pretrained, _dls_info
 from .auto import FitReport
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, _is_backwards, _encoder_sizes
 
@@ -50,7 +50,7 @@ def _subword_bundle(pretrained):
 
 # %% ../nbs/07a_pipeline.ipynb #d912b1fb
 def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list of texts, or a corpus path (`read_texts`)
-           pretrained=None, # Stage-1 weights: a bundle (or `pretrain_lm` output) folder, 'wt103', or None for none
+           pretrained=None, # Stage-1 weights: a name of `shipped_models`, a bundle (or `pretrain_lm` output) folder, 'wt103', or None for none
            *more, # More text for the LM only, e.g. unlabelled documents
            text_col:str='text', # Text column of DataFrames and CSVs
            epochs:int=None, # Epochs; `None`: `lm_epochs` (about 1M tokens), with early stopping
@@ -74,7 +74,7 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
     "Stage 2: fine-tune a Stage-1 language model on the task's text with the automatic protocol; returns the learner and its report"
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
     check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
-    pre = _pretrained_arg(pretrained)
+    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards))
     settings = dict(stage=2, data=_desc(data), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
                     paper=paper, patience=patience, keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
     t = time.perf_counter()
