@@ -69,7 +69,8 @@ def _pin(folder, sha256, what:str):
     "Check the bundle `folder` against the trusted digest `sha256` (nothing when `sha256` is None)"
     if sha256 is None: return
     if not isinstance(folder, (str, Path)) or folder == 'wt103':
-        raise UlmfitError(f"`sha256` pins a bundle folder, but the {what} is {folder!r}: pass a bundle folder, or leave `sha256=None`.")
+        shown = repr(folder) if folder is None or isinstance(folder, str) else f"a {type(folder).__name__}"
+        raise UlmfitError(f"`sha256` pins a bundle folder, but the {what} is {shown}: pass a bundle folder, or leave `sha256=None`.")
     verify_bundle(folder, sha256)
 
 # %% ../nbs/07a_pipeline.ipynb #d912b1fb
@@ -243,11 +244,15 @@ def _bundle_id(src) -> str|None:
 def _json_settings(settings:dict) -> dict: return json.loads(json.dumps(settings, default=str))
 
 def load_stage_checkpoint(folder) -> dict|None:
-    "The newest checkpoint of `stage2`/`stage3` in `folder` that loads, or `None`; damaged ones are skipped with a warning"
+    "The newest checkpoint of `stage2`/`stage3` in `folder` that loads, or `None`; damaged newer ones are skipped with a warning"
+    damaged = []
     for f in reversed(checkpoints(folder)):
         try: st = torch.load(f, map_location='cpu', weights_only=True)
-        except Exception as e: warnings.warn(f"Skipping the damaged checkpoint {f} ({type(e).__name__}); trying the one before."); continue
-        if isinstance(st, dict) and st.get('format') == _CK_FORMAT: return dict(st, file=f)
+        except Exception: st = None
+        if isinstance(st, dict) and st.get('format') == _CK_FORMAT:
+            if damaged: warnings.warn(f"Skipped the damaged checkpoint(s) {', '.join(p.name for p in damaged)} in {folder}; resuming from {f.name}.")
+            return dict(st, file=f)
+        damaged.append(f)
     return None
 
 def _open_checkpoints(folder, key, resume:bool) -> dict|None:
