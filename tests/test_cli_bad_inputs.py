@@ -67,6 +67,7 @@ def w(tmp_path_factory):
     (root/'badens'/'ensemble.json').write_text(json.dumps(dict(format='ulmfit_ext.ensemble', format_version=1, members=dict(fwd='../clas/bundle', bwd='bwd'),
                                                                combine='mean', labels=['neg', 'pos'])))
     _interrupted_run(root, mp)
+    _interrupted_pretrain(root)
     (root/'damaged'/'checkpoints').mkdir(parents=True)
     (root/'damaged'/'checkpoints'/'epoch_001.pth').write_bytes(b'not a checkpoint')
     yield dict(root=root, digest=json.loads((root/'clas'/'metrics.json').read_text())['bundle_sha256'],
@@ -86,6 +87,18 @@ def _interrupted_run(root, mp):
         try: main([str(a) for a in ['finetune-lm', root/'data.csv', '--out', root/'stale', '--epochs', '2', *TINY_LM]]); code = 0
         except SystemExit as e: code = e.code
     assert code == 130 and [p.name for p in (root/'stale'/'checkpoints').glob('epoch_*.pth')] == ['epoch_001.pth']
+
+def _interrupted_pretrain(root):
+    "`pretrain --epochs 2` in pre_cut/, interrupted after its first epoch"
+    import ulmfit_ext.pretrain as PT
+    save = PT.EpochCheckpoint.save
+    def save_then_stop(self, n):
+        save(self, n); raise KeyboardInterrupt()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(PT.EpochCheckpoint, 'save', save_then_stop)
+        try: main([str(a) for a in ['pretrain', root/'corpus.txt', '--out', root/'pre_cut', *TINY_PRE[:5], '2', *TINY_PRE[6:]]]); code = 0
+        except SystemExit as e: code = e.code
+    assert code == 130 and [p.name for p in (root/'pre_cut'/'checkpoints').glob('epoch_*.pth')] == ['epoch_001.pth']
 
 def _snapshot(root:Path) -> dict:
     "sha256 of every file and the list of every folder under `root`"
@@ -142,6 +155,10 @@ CASES = [
     ('pretrain truncated gz', lambda w: ['pretrain', R(w, 'cut.txt.gz'), '--out', R(w, 'new'), *TINY_PRE], r'cut.txt.gz is truncated'),
     ('pretrain out is a file', lambda w: ['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'notes.md'), *TINY_PRE], r'--out .*notes.md is a file'),
     ('pretrain finished run', lambda w: ['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'pre'), *TINY_PRE], r'pre holds a finished pretraining run.*--overwrite'),
+    ('pretrain no-resume over checkpoints', lambda w: ['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'pre_cut'), *TINY_PRE[:5], '2', *TINY_PRE[6:], '--no-resume'],
+     r'pre_cut holds checkpoints of an unfinished run. Leave out --no-resume to continue it, or --overwrite to start over'),
+    ('pretrain other settings', lambda w: ['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'pre_cut'), *TINY_PRE[:5], '3', *TINY_PRE[6:]],
+     r'pre_cut holds an unfinished run with other settings \(--epochs: 2 then, 3 now\).*--overwrite to start over'),
     ('pretrain no out', lambda w: ['pretrain', R(w, 'corpus.txt')], r'--out is required'),
     ('pretrain unknown option', lambda w: ['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'new'), '--epoch', '3', '--colour'], r'unrecognized arguments: --colour'),
     # ---- finetune-lm
@@ -222,6 +239,7 @@ CASES = [
     ('train-classifier latin-1', lambda w: ['train-classifier', R(w, 'latin1.csv'), '--lm', R(w, 'lm'), '--out', R(w, 'new'), *TINY_CLAS], r'latin1.csv is not valid utf-8: line \d+.*--encoding'),
     ('train-classifier out is a file', lambda w: ['train-classifier', R(w, 'data.csv'), '--lm', R(w, 'lm'), '--out', R(w, 'notes.md')], r'--out .*notes.md is a file'),
     ('train-classifier finished run', lambda w: ['train-classifier', R(w, 'data.csv'), '--lm', R(w, 'lm'), '--out', R(w, 'clas'), *TINY_CLAS], r'clas/bundle already exists.*--overwrite'),
+    ('train-classifier folder as data', lambda w: ['train-classifier', R(w, 'folder.csv'), '--lm', R(w, 'lm'), '--out', R(w, 'new'), *TINY_CLAS], r'folder.csv is a folder, not a CSV file'),
     ('train-classifier data missing', lambda w: ['train-classifier', R(w, 'nope.csv'), '--lm', R(w, 'lm'), '--out', R(w, 'new')], r'The data .*nope.csv does not exist'),
     # ---- predict
     ('predict model missing', lambda w: ['predict', R(w, 'nope'), R(w, 'data.csv'), '--out', R(w, 'p.csv')], r'The classifier .*nope does not exist'),

@@ -59,6 +59,7 @@ _PHRASES = [  # sentences that only make sense in Python, and what they mean at 
     (r", or name the text files to read with `extensions=`", ''),
     (r" ?Pass `extensions=` to read other names\.", ' Name the text files *.txt, or pass a CSV file.'),
     (r" Use `generate` for text\.", ''),
+    (r"Pass the path of a CSV file or a DataFrame \(folders of text files are read by `read_texts` and `lm_dls`\)\.", 'Pass the path of a CSV file (a folder of text files is for `ulmfit finetune-lm`).'),
     (r", or None\.", '.'), (r"\bLeave it None\b", 'Leave it out'),
     (r"Drop them \(`df = df\.dropna\(subset=\[[^\]]*\]\)`\)", 'Drop those rows'),
     (r", or, for your own text, declare it: dict\(path=\.\.\., licence='\.\.\.', shippable=True\)", ", or, to declare your own text's licence, build the corpus from Python (ulmfit_ext.corpus.build_corpus)"),

@@ -159,17 +159,17 @@ def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the
         tr, r = d[d.split == 'train'], run.report
         rows.append(dict(setting=setting, n_labels=len(tr), n_test=int((d.split == 'test').sum()), ulmfit_acc=acc,
                          tfidf_acc=tfidf_baseline(tr, d[d.split == 'test']), stage3_s=t3, lr=r.lr, epochs=f"{r.best_epoch}/{r.epochs_run}/{r.n_epoch}"))
-    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed)
+    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed, overwrite)
 
 # %% ../nbs/08_demo.ipynb #ba182ba8
-def _report(rows, times, s1_desc, out, preset, seed):
-    "Print the results table and write `metrics.json` and `results.md` in `out`"
+def _report(rows, times, s1_desc, out, preset, seed, overwrite=True):
+    "Print the results table and write `results.md` and `metrics.json` (last: the demo is complete) in `out`, each atomically"
     table = _table(rows) + (f"\n\nStage 1: {s1_desc} ({times['stage1_s']:.0f} s). Stage 2, LM fine-tuning on all non-test articles: "
                             f"{times['stage2_s']:.0f} s (epoch kept / run / budget: {times['stage2_epochs']}). Test split: {rows[0]['n_test']} articles (the fixed split above). "
                             "Every training choice is the package's default.")
     metrics = dict(preset=preset, seed=seed, stage1=s1_desc, **times, rows=rows, versions=versions())
-    with atomic_path(out/'metrics.json') as f: f.write_text(json.dumps(metrics, indent=2, default=str))
-    with atomic_path(out/'results.md') as f: f.write_text(table + '\n')
+    with atomic_path(out/'results.md', overwrite) as f: f.write_text(table + '\n')
+    with atomic_path(out/'metrics.json', overwrite) as f: f.write_text(json.dumps(metrics, indent=2, default=str))
     print('\n' + table + f"\nOutputs: {out.resolve()}")
     return metrics
 
