@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #8bbd8081
 from __future__ import annotations
-import sys, os, re, csv, codecs, json, time, shlex, difflib, warnings, argparse, tempfile, importlib, traceback, functools
+import sys, os, re, csv, codecs, json, time, shlex, difflib, warnings, tempfile, importlib, traceback, functools
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
@@ -44,7 +44,8 @@ def _flags(sub:str) -> dict:
     for a in _parser(sub)._actions:
         if a.dest in ('help', 'pdb', 'xtra'): continue
         if not a.option_strings: res[a.dest] = (a.dest.upper(), 'positional')
-        else: res[a.dest] = (a.option_strings[0], 'switch' if isinstance(a, argparse._StoreTrueAction) else 'negated' if isinstance(a, argparse._StoreFalseAction) else 'value')
+        elif a.nargs == 0: res[a.dest] = (a.option_strings[0], 'negated' if a.option_strings[0].startswith('--no-') else 'switch')   # store_true/store_false, whichever fastcore
+        else: res[a.dest] = (a.option_strings[0], 'value')
     for lib, own in _LIB_NAMES.items():
         if own in res: res.setdefault(lib, res[own])
     if {'emb_sz', 'n_hid', 'n_layers'} <= set(res): res.setdefault('config', ('--emb-sz, --n-hid and --n-layers', 'value'))
@@ -59,6 +60,7 @@ _PHRASES = [  # sentences that only make sense in Python, and what they mean at 
     (r", or name the text files to read with `extensions=`", ''),
     (r" ?Pass `extensions=` to read other names\.", ' Name the text files *.txt, or pass a CSV file.'),
     (r" Use `generate` for text\.", ''),
+    (r",? or `allow_classifier=True` if you mean it", ''), (r" \(`allow_classifier=True`: [^)]*\)", ''),
     (r"Pass the path of a CSV file or a DataFrame \(folders of text files are read by `read_texts` and `lm_dls`\)\.", 'Pass the path of a CSV file (a folder of text files is for `ulmfit finetune-lm`).'),
     (r", or None\.", '.'), (r"\bLeave it None\b", 'Leave it out'),
     (r"Drop them \(`df = df\.dropna\(subset=\[[^\]]*\]\)`\)", 'Drop those rows'),
