@@ -35,7 +35,7 @@ def _one_line(msg) -> str:
     return ' '.join(str(msg).split())
 
 _LIB_NAMES = {'n_epoch': 'epochs', 'sha256': 'expect_sha256', 'bundle': 'stage1', 'vocab_sz': 'vocab_size', 'is_deterministic': 'deterministic',
-              'paper': 'paper_defaults', 'encoder': 'lm', 'checkpoint_dir': 'out', 'sources': 'sources'}   # the library's name -> the subcommand's parameter
+              'paper': 'paper_defaults', 'encoder': 'lm', 'checkpoint_dir': 'out'}   # the library's name -> the subcommand's parameter
 
 @functools.lru_cache(maxsize=None)
 def _flags(sub:str) -> dict:
@@ -87,13 +87,13 @@ def _typed(f:dict, name:str, val:str=None) -> str:
 def _cli_words(msg:str, sub:str='') -> str:
     "`msg` with the library's Python arguments (`` `bs`=0 ``, `overwrite=True`) named as the options of `sub` (--bs 0, --overwrite)"
     f = _flags(sub) if sub in subcommands else {}
-    def assign(m):   # `name=value`, maybe after "pass"/"use": a switch in the wrong state is "leave out --x"
+    def assign(m):   # `name=value`, maybe after "pass"/"use": a state the user gets by not typing the option is "leave out --x"
         verb, name, val = m.group(1), m.group(2), m.group(3)
         if name not in f: return m.group(0)
         t = _typed(f, name, val)
-        if t.startswith('no '): return (f"{verb} out " if verb else 'without ') + t[3:] if verb else f"without {t[3:]}"
-        return (verb + ' ' if verb else '') + t
-    msg = re.sub(r"(?:\b([Pp]ass|[Uu]se|[Ll]eave) )?`(\w+)=([^`]*)`", lambda m: assign(m).replace('Pass out', 'Leave out').replace('pass out', 'leave out').replace('Use out', 'Leave out').replace('use out', 'leave out'), msg)
+        if not t.startswith('no '): return (verb + ' ' if verb else '') + t
+        return (('Leave' if verb[0].isupper() else 'leave') + ' out ' if verb else 'without ') + t[3:]
+    msg = re.sub(r"(?:\b([Pp]ass|[Uu]se|[Ll]eave) )?`(\w+)=([^`]*)`", assign, msg)
     msg = re.sub(r"`(\w+)`=('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s,;)]+?)(?=[\s,;)]|\.(?:\s|$)|$)", lambda m: _typed(f, m.group(1), m.group(2)) if m.group(1) in f else m.group(0), msg)
     msg = re.sub(r"`(\w+)`", lambda m: _typed(f, m.group(1)) if m.group(1) in f else m.group(0), msg)
     msg = re.sub(r"(?<![\w/.`-])(\w+_\w+)=([^\s,;)]+)", lambda m: _typed(f, m.group(1), m.group(2)) if m.group(1) in f else m.group(0), msg)
