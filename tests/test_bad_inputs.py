@@ -13,6 +13,7 @@ from ulmfit_ext.learner import _toy_df, tiny_cfg, lm_learner, clas_learner
 from ulmfit_ext import io as uio
 from ulmfit_ext.inference import BiClassifier, predict_texts, predict_probs, generate, backward_dls
 from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, _toy_corpus
+from ulmfit_ext.pipeline import stage2, stage3
 
 FAST = dict(tok=BaseTokenizer(), n_workers=0, progress=False)
 RUN = dict(preset='tiny', n_epoch=1, bs=8, bptt=10, min_freq=1, config=dict(emb_sz=16, n_hid=24, n_layers=2), **FAST)
@@ -132,6 +133,7 @@ CASES = [
     ('read_weights text', lambda w: uio.read_weights(w['root']/'corpus.txt'), r'torch.load could not read .*corpus.txt'),
     ('read_itos text', lambda w: uio.read_itos(w['root']/'corpus.txt'), r'corpus.txt is not a plain pickled list'),
     ('atomic_path no-clobber', lambda w: atomic_path(w['root']/'preds.csv', overwrite=False).__enter__(), r'preds.csv already exists'),
+    ('atomic_path onto a folder', lambda w: atomic_path(w['root']/'folder.csv', overwrite=True).__enter__(), r'folder.csv is a folder, so a file cannot be written'),
     ('atomic_dir no-clobber', lambda w: atomic_dir(w['root']/'lm').__enter__(), r'lm already exists'),
     # ---- inference
     ('predict no texts', lambda w: predict_texts(w['root']/'clas', []), r'no texts'),
@@ -152,6 +154,20 @@ CASES = [
     ('generate temperature', lambda w: generate(w['root']/'lm', 'the film', temperature=-1), r'`temperature`=-1'),
     ('generate top_p', lambda w: generate(w['root']/'lm', 'the film', top_p=1.5), r'`top_p`=1.5'),
     ('generate a classifier', lambda w: generate(w['root']/'clas', 'the film'), r'clas is a classifier'),
+    # ---- Stages 2 and 3 (`pipeline`): every argument checked before the data is read
+    ('stage2 epochs 0', lambda w: stage2(w['root']/'data.csv', epochs=0), r'`n_epoch`=0 is out of range'),
+    ('stage2 lr -1', lambda w: stage2(w['root']/'data.csv', lr=-1.), r'`lr`=-1.0'),
+    ('stage2 patience 0', lambda w: stage2(w['root']/'data.csv', patience=0), r'`patience`=0'),
+    ('stage2 variant', lambda w: stage2(w['root']/'data.csv', variant='full+stlr'), r"`variant`='full\+stlr' is not one of"),
+    ('stage2 pinned', lambda w: stage2(w['root']/'data.csv', w['root']/'lm', sha256='0'*64), r'lm is not the one expected'),
+    ('stage2 pinned wt103', lambda w: stage2(w['root']/'data.csv', 'wt103', sha256='0'*64), r"`sha256` pins a bundle folder, but the Stage-1 model is 'wt103'"),
+    ('stage2 checkpoint_dir is a file', lambda w: stage2(w['root']/'data.csv', checkpoint_dir=w['root']/'preds.csv'), r'`checkpoint_dir`=.*preds.csv.* is a file'),
+    ('stage3 keep', lambda w: stage3(w['root']/'data.csv', w['root']/'lm', keep='median'), r"`keep`='median'"),
+    ('stage3 schedule', lambda w: stage3(w['root']/'data.csv', w['root']/'lm', schedule='weekly'), r"`schedule`='weekly'"),
+    ('stage3 drop_mult', lambda w: stage3(w['root']/'data.csv', w['root']/'lm', drop_mult=-2.), r'`drop_mult`=-2.0'),
+    ('stage3 pinned', lambda w: stage3(w['root']/'data.csv', w['root']/'lm', sha256='f'*64), r'lm is not the one expected'),
+    ('stage3 pinned learner', lambda w: stage3(w['root']/'data.csv', w['lm'], sha256='f'*64), r'`sha256` pins a bundle folder, but the language model is a LMLearner'),
+    ('stage3 an LM that is a classifier', lambda w: stage3(w['root']/'data.csv', w['root']/'clas'), r'clas holds a classifier, but a language model or encoder bundle'),
     # ---- Stage 1
     ('pretrain finished', lambda w: pretrain_lm(w['root']/'corpus.txt', w['root']/'run', **RUN), r'run holds a finished pretraining run'),
     ('pretrain lr 0', lambda w: pretrain_lm(w['root']/'corpus.txt', w['root']/'run', overwrite=True, **{**RUN, 'lr': 0}), r'`lr`=0 is out of range'),

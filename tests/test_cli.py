@@ -284,7 +284,7 @@ def test_build_corpus(tmp_path, capsys):
     assert code == 2; _one_error_line(err, '--overwrite')
     assert _snapshot(tmp_path/'c') == before
     assert _call([*args, '--overwrite'], capsys)[0] == 0
-    for bad, msg in ((['--sources', 'wikitext2'], 'perplexity'), (['--sources', str(src/'a.txt'), '--shippable'], 'declare it'),
+    for bad, msg in ((['--sources', 'wikitext2'], 'perplexity'), (['--sources', str(src/'a.txt'), '--shippable'], "declare your own text's licence"),
                      (['--sources', str(src/'nope.txt')], 'neither a shared source'), ([], '--out is required')):
         code, err = _call(['build-corpus', *([] if bad == [] else ['--out', tmp_path/'bad']), *bad], capsys)
         assert code == 2, bad; _one_error_line(err, msg)

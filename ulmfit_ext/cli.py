@@ -4,10 +4,11 @@
 
 # %% ../nbs/09_cli.ipynb #8bbd8081
 from __future__ import annotations
-import sys, os, csv, json, difflib, warnings, importlib
+import sys, os, re, csv, codecs, json, time, shlex, difflib, warnings, tempfile, importlib, traceback, functools
+from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
-from .core import UlmfitError, check_dest, atomic_path
+from .core import UlmfitError, check_dest, atomic_path, cache_dir
 
 # %% auto #0
 __all__ = ['subcommands', 'ulmfit_pretrain', 'ulmfit_finetune_lm', 'ulmfit_train_classifier', 'ulmfit_predict', 'ulmfit_evaluate',
@@ -33,17 +34,77 @@ def _one_line(msg) -> str:
     "`msg` with all whitespace runs (newlines included) collapsed to single spaces"
     return ' '.join(str(msg).split())
 
-_FLAGS = {'`overwrite=True`': '--overwrite', '`n_epoch`': '--epochs', '`out`': '--out'}  # the library's words for what are options here
+_LIB_NAMES = {'n_epoch': 'epochs', 'sha256': 'expect_sha256', 'bundle': 'stage1', 'vocab_sz': 'vocab_size', 'is_deterministic': 'deterministic',
+              'paper': 'paper_defaults', 'encoder': 'lm', 'checkpoint_dir': 'out'}   # the library's name -> the subcommand's parameter
 
-def _cli_words(msg:str) -> str:
-    "`msg` with the library's Python arguments (`overwrite=True`) named as command-line options (--overwrite)"
-    if '--overwrite' in msg: return msg
-    for k, v in _FLAGS.items(): msg = msg.replace(k, v)
-    return msg
+@functools.lru_cache(maxsize=None)
+def _flags(sub:str) -> dict:
+    "name -> (the option as typed, its kind: 'switch' (--x), 'negated' (--no-x), 'value' or 'positional'), for every parameter of `sub`, under its own and the library's names"
+    res = {}
+    for a in _parser(sub)._actions:
+        if a.dest in ('help', 'pdb', 'xtra'): continue
+        if not a.option_strings: res[a.dest] = (a.dest.upper(), 'positional')
+        elif a.nargs == 0: res[a.dest] = (a.option_strings[0], 'negated' if a.option_strings[0].startswith('--no-') else 'switch')   # store_true/store_false, whichever fastcore
+        else: res[a.dest] = (a.option_strings[0], 'value')
+    for lib, own in _LIB_NAMES.items():
+        if own in res: res.setdefault(lib, res[own])
+    if {'emb_sz', 'n_hid', 'n_layers'} <= set(res): res.setdefault('config', ('--emb-sz, --n-hid and --n-layers', 'value'))
+    return res
+
+_PHRASES = [  # sentences that only make sense in Python, and what they mean at the shell
+    (r"train all groups at once with `learn\.unfreeze\(\)` then `learn\.fit_stlr\(\.\.\.\)`", "train all groups at once with --variant full+discr"),
+    (r"[,;] or pass `n_out=`", ''),
+    (r" ?\((?:`)?--[\w-]+(?: [^()`]*)?(?:`)? on the command line\)", ''),
+    (r"`clas_dls\(\.\.\., vocab=dls_lm\.vocab\)`(?: \(fastai: `TextBlock\.from_df\(\.\.\., vocab=dls_lm\.vocab\)`\))?", 'the --lm folder of `ulmfit finetune-lm` that was trained on this text'),
+    (r"\.(?P<name>[^/\s]+?)\.\d+-\w+\.part\b", r"\g<name>"),   # a temporary file's name: the file it was becoming
+    (r", or name the text files to read with `extensions=`", ''),
+    (r" ?Pass `extensions=` to read other names\.", ' Name the text files *.txt, or pass a CSV file.'),
+    (r" Use `generate` for text\.", ''),
+    (r",? or `allow_classifier=True` if you mean it", ''), (r" \(`allow_classifier=True`: [^)]*\)", ''),
+    (r"Pass the path of a CSV file or a DataFrame \(folders of text files are read by `read_texts` and `lm_dls`\)\.", 'Pass the path of a CSV file (a folder of text files is for `ulmfit finetune-lm`).'),
+    (r", or None\.", '.'), (r"\bLeave it None\b", 'Leave it out'),
+    (r"Drop them \(`df = df\.dropna\(subset=\[[^\]]*\]\)`\)", 'Drop those rows'),
+    (r", or, for your own text, declare it: dict\(path=\.\.\., licence='\.\.\.', shippable=True\)", ", or, to declare your own text's licence, build the corpus from Python (ulmfit_ext.corpus.build_corpus)"),
+]
+_COMMANDS = {'pretrain_lm': '`ulmfit pretrain`', 'save_lm_bundle': '`ulmfit finetune-lm`', 'lm_dls': '`ulmfit finetune-lm`', 'stage2': '`ulmfit finetune-lm`',
+             'finetune_lm': '`ulmfit finetune-lm`', 'stage3': '`ulmfit train-classifier`', 'train_classifier': '`ulmfit train-classifier`',
+             'save_classifier_bundle': '`ulmfit train-classifier`', 'predict_texts': '`ulmfit predict`', 'save_bundle': 'the command that wrote it',
+             'build_corpus': '`ulmfit build-corpus`', 'bundle_digest': 'the run that saved it'}   # the library's functions -> the command that does it
+
+def _typed(f:dict, name:str, val:str=None) -> str:
+    "How the option of parameter `name` (with `val`, a Python literal, if given) is typed on the command line"
+    opt, kind = f[name]
+    if val is None: return opt
+    val = val.strip()
+    if kind in ('switch', 'negated'):
+        on = val == 'True'
+        return opt if on == (kind == 'switch') else f"no {opt}"
+    if len(val) > 1 and val[0] in '\'"' and val[-1] == val[0]: val = val[1:-1]
+    if val in ('', '...'): return opt
+    if val == 'None': return f"no {opt}"
+    return f"{opt} {val}"
+
+def _cli_words(msg:str, sub:str='') -> str:
+    "`msg` with the library's Python arguments (`` `bs`=0 ``, `overwrite=True`) named as the options of `sub` (--bs 0, --overwrite)"
+    f = _flags(sub) if sub in subcommands else {}
+    def assign(m):   # `name=value`, maybe after "pass"/"use": a state the user gets by not typing the option is "leave out --x"
+        verb, name, val = m.group(1), m.group(2), m.group(3)
+        if name not in f: return m.group(0)
+        t = _typed(f, name, val)
+        if not t.startswith('no '): return (verb + ' ' if verb else '') + t
+        return (('Leave' if verb[0].isupper() else 'leave') + ' out ' if verb else 'without ') + t[3:]
+    msg = re.sub(r"(?:\b([Pp]ass|[Uu]se|[Ll]eave) )?`(\w+)=([^`]*)`", assign, msg)
+    msg = re.sub(r"`(\w+)`=('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s,;)]+?)(?=[\s,;)]|\.(?:\s|$)|$)", lambda m: _typed(f, m.group(1), m.group(2)) if m.group(1) in f else m.group(0), msg)
+    msg = re.sub(r"`(\w+)`", lambda m: _typed(f, m.group(1)) if m.group(1) in f else m.group(0), msg)
+    msg = re.sub(r"(?<![\w/.`-])(\w+_\w+)=([^\s,;)]+)", lambda m: _typed(f, m.group(1), m.group(2)) if m.group(1) in f else m.group(0), msg)
+    msg = re.sub(r"(?<![\w/.`-])(\w+_\w+)(?![\w/`-])", lambda m: _typed(f, m.group(1)) if m.group(1) in f else m.group(0), msg)
+    for pat, rep in _PHRASES: msg = re.sub(pat, rep, msg)
+    msg = re.sub(r"`(\w+)`", lambda m: _COMMANDS.get(m.group(1), m.group(0)), msg)
+    return re.sub(r"(--[\w-]+(?: [^\s()`]+)?) \(`?\1`?\)", r"\1", msg)   # "--tokenizer spm (--tokenizer spm)": once is enough
 
 def _fail(sub:str, msg, code:int=2):
     "Print `ulmfit <sub>: error: <msg>` as one line on stderr and exit with `code`"
-    print(f"ulmfit{' ' + sub if sub else ''}: error: {_cli_words(_one_line(msg))}", file=sys.stderr)
+    print(f"ulmfit{' ' + sub if sub else ''}: error: {_cli_words(_one_line(msg), sub)}", file=sys.stderr)
     raise SystemExit(code)
 
 # %% ../nbs/09_cli.ipynb #21489dc3
@@ -58,10 +119,13 @@ def _input(path, what:str) -> Path:
     if not p.exists(): raise UlmfitError(f"{what} {p} does not exist: check the path (it is read relative to {Path.cwd()}).")
     return p
 
-def _check_columns(path, **cols):
-    "Raise `UlmfitError` if the CSV `path` lacks a column named by an option (`text_col='text'` is the option `--text-col`)"
-    if Path(path).suffix.lower() != '.csv': return
-    with open(path, newline='', encoding='utf-8') as f: have = next(csv.reader(f), [])
+def _check_columns(path, encoding=None, **cols):
+    "Raise `UlmfitError` if the CSV `path` lacks a column named by an option (`text_col='text'` is the option `--text-col`); an unreadable header is left to the reader's message"
+    if Path(path).suffix.lower() != '.csv' or not Path(path).is_file(): return
+    try:
+        with open(path, newline='', encoding=encoding or 'utf-8') as f: have = next(csv.reader(f), [])
+    except (UnicodeDecodeError, LookupError, csv.Error): return   # `_read_csv` and the library say which line and which --encoding
+    if not have: return
     for opt, c in cols.items():
         if c is not None and c not in have:
             raise UlmfitError(f"{path} has no column {c!r}; its columns are {have}. Name the right one with --{opt.replace('_', '-')}.")
@@ -73,19 +137,9 @@ def _outputs(out, names, overwrite:bool) -> dict:
     return {n: check_dest(out/n, overwrite) for n in names}
 
 # %% ../nbs/09_cli.ipynb #485323b2
-def _write_json(path, obj):
-    "Write `obj` as indented JSON to `path` in one step"
-    with atomic_path(path) as p: p.write_text(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)))
-
-def _save_fig(fig, path):
-    "Save the matplotlib `fig` as a PNG at `path` in one step"
-    with atomic_path(path) as p: fig.savefig(p, format='png', dpi=90, bbox_inches='tight')
-
-def _figure(w=6, h=4):
-    "A new matplotlib `Figure` and its axis, independent of pyplot"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h))
-    return fig, fig.subplots()
+def _write_json(path, obj, overwrite:bool=True):
+    "Write `obj` as indented JSON to `path` in one step (without `overwrite`, refused if `path` appeared meanwhile)"
+    with atomic_path(path, overwrite) as p: p.write_text(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)))
 
 # %% ../nbs/09_cli.ipynb #179d5a81
 def _save_fig(fig, path, overwrite:bool=True):
@@ -98,23 +152,29 @@ def _find_bundle(path, inside=('bundle',), what:str='model') -> Path:
     _input(path, f"The {what}")
     return _lib('pipeline').find_bundle(path, inside, what)
 
-def _read_texts(path, text_col:str) -> list:
-    "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file"
-    import pandas as pd
+def _read_csv(path, encoding=None, **kwargs):
+    "The CSV `path` as a DataFrame, read as the library reads it: a folder, binary data, a bad --encoding or a broken CSV is a one-line error"
+    return _lib('data')._read_df(path, encoding, **kwargs)
+
+def _read_texts(path, text_col:str, encoding:str=None) -> list:
+    "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file (utf-8, else latin-1, unless `encoding`)"
     p = _input(path, 'The input file')
     if p.suffix.lower() == '.csv':
-        _check_columns(p, text_col=text_col)
-        return pd.read_csv(p, dtype={text_col: str})[text_col].tolist()  # missing texts are reported by `predict_texts`
-    texts = [l.strip() for l in p.read_text(encoding='utf-8').splitlines() if l.strip()]
+        _check_columns(p, encoding, text_col=text_col)
+        return _read_csv(p, encoding, dtype={text_col: str})[text_col].tolist()  # missing texts are reported by `predict_texts`
+    if p.is_dir(): raise UlmfitError(f"The input file {p} is a folder: pass a CSV with a --text-col column, or a text file with one text per line.")
+    try: codecs.lookup(encoding or 'utf-8')
+    except LookupError: raise UlmfitError(f"--encoding {encoding} is not an encoding Python knows: use e.g. utf-8, latin-1 or cp1252.") from None
+    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('data')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
     if not texts: raise UlmfitError(f"{p} holds no text: put one text on each line, or pass a CSV with a --text-col column.")
     return texts
 
 # %% ../nbs/09_cli.ipynb #431d4da7
-def _predict(model, texts:list, bs:int=64):
-    "DataFrame of `label` and one `prob_<class>` column per class for `texts`, in input order, from a classifier or ensemble folder"
+def _predict(model, texts:list, bs:int=64, sha256:str=None):
+    "DataFrame of `label` and one `prob_<class>` column per class for `texts`, in input order, from a classifier or ensemble folder (pinned to `sha256`)"
     p = _input(model, 'The classifier')
     if not (p/'ensemble.json').is_file(): p = _find_bundle(p, ('bundle',), 'classifier')
-    return _lib('inference').predict_texts(p, texts, bs=bs, progress=True).reset_index(drop=True)
+    return _lib('inference').predict_texts(p, texts, bs=bs, progress=True, sha256=sha256).reset_index(drop=True)
 
 def _classes(preds) -> list:
     "The class labels of a `predict_texts` table, in the order of its probability columns"
@@ -128,16 +188,39 @@ def _config(emb_sz, n_hid, n_layers) -> dict|None:
 
 def _patience(p):
     "--patience as the library takes it: not given → 'auto', 0 → never stop early"
+    if p is not None and p < 0: raise UlmfitError(f"--patience {p} is below 0: pass how many epochs without a better validation score end the run, or 0 to never stop early.")
     return 'auto' if p is None else (None if p == 0 else p)
 
+def _digest(sha256) -> str|None:
+    "The digest given to --expect-sha256, checked: 64 hexadecimal digits (a 'sha256:' prefix allowed)"
+    if sha256 is None: return None
+    d = sha256.strip().lower().removeprefix('sha256:')
+    if not re.fullmatch('[0-9a-f]{64}', d):
+        raise UlmfitError(f"--expect-sha256 {sha256!r} is not a sha256 digest: pass the 64 hexadecimal digits a run printed as 'bundle sha256' (also bundle_sha256 in its metrics.json).")
+    return d
+
 def _done(run, out, overwrite:bool) -> dict:
-    "Save a `StageRun` into `out` and print its one-line summary"
+    "Save a `StageRun` into `out` and print its summary and the digest of the bundle saved"
     m = run.save(out, overwrite)
     r = run.report
     extra = f", perplexity {m['perplexity']:.2f}" if 'perplexity' in m else f", macro F1 {m['valid']['macro_f1']:.4f}" if 'valid' in m else ''
     print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}): "
-          f"valid loss {m['valid_loss']:.4f}, accuracy {m['accuracy']:.4f}{extra}; written to {Path(out)}")
+          f"valid loss {m['valid_loss']:.4f}, accuracy {m['accuracy']:.4f}{extra}; written to {Path(out)}"
+          + (f" (resumed after epoch {', '.join(map(str, run.resumed))})" if run.resumed else ''))
+    print(f"bundle sha256 {m['bundle_sha256']} ({Path(out)/'bundle'}; pass it to --expect-sha256 to load exactly this model)")
     return m
+
+def _stage_lm(lm, sha256) -> Path:
+    "The bundle `train-classifier --lm` names: the encoder (else the LM) of a `finetune-lm` folder, or with --expect-sha256 the one whose digest that is"
+    if sha256 is None: return _find_bundle(lm, ('encoder', 'bundle'), 'language model')
+    p = _input(lm, 'The language model')
+    cands = [c for c in (p, p/'encoder', p/'bundle') if (c/'config.json').is_file()]
+    if not cands: return _find_bundle(lm, ('encoder', 'bundle'), 'language model')   # the usual message
+    got = {c: _lib('io').bundle_digest(c) for c in cands}
+    for c, d in got.items():
+        if d == sha256: return c
+    raise UlmfitError(f"The language model {p} is not the one expected: --expect-sha256 is {sha256}, but "
+                      + ', '.join(f"{c} has {d}" for c, d in got.items()) + ". Check that --lm names the model the digest came from.")
 
 # %% ../nbs/09_cli.ipynb #abedc1af
 def _subcommand(f):
@@ -169,6 +252,7 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                     tokenizer:str='spacy', # 'spacy': words (fastai's spaCy tokenizer and rules); 'spm': a SentencePiece subword model trained on CORPUS first (cached)
                     vocab_size:int=None, # Pieces of the SentencePiece model with --tokenizer spm (default 15000; 8000 to 30000 suit real corpora)
                     var_bptt:bool=False, # The paper's variable-length BPTT: training batches vary in length around --bptt
+                    deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
                    ):
     "Stage 1: pretrain a general-domain language model on a large corpus; writes a bundle, metrics.json, plots and resumable checkpoints"
     _input(corpus, 'The corpus'); _need(out, '--out', 'the folder to write the language model in')
@@ -177,16 +261,18 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     res = _lib('pretrain').pretrain_lm(corpus, out, preset=preset, valid=valid, n_epoch=epochs, lr=lr, bs=bs, bptt=bptt, max_vocab=max_vocab,
                                        min_freq=min_freq, max_tokens=max_tokens, backwards=backwards, resume=resume, overwrite=overwrite,
                                        seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
-                                       tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt)
+                                       tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt,
+                                       deterministic=deterministic)
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
         _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)
+    print(f"bundle sha256 {_lib('io').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
     return res.metrics
 
 # %% ../nbs/09_cli.ipynb #6aeaa71a
 @_subcommand
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
-                       out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png
+                       out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
                        text_col:str='text', # Text column of a CSV
                        pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle, or 'wt103' (fastai's WikiText-103 LM, downloaded); default random
                        epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
@@ -208,24 +294,29 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
                        encoding:str=None, # Encoding of the input files (default utf-8)
                        seed:int=42, # Random seed
                        deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                       expect_sha256:str=None, # The digest the --pretrained bundle must have ('bundle sha256' printed by the run that made it): an edited or other model is refused
+                       resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
                        overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
                       ):
     "Stage 2: fine-tune a language model on the task's text; writes the LM and encoder bundles, metrics.json and plots. With no options it runs the automatic protocol: size-scaled learning rate and dropout, a budget of about 1M tokens, the epoch with the lowest validation loss kept"
     P = _lib('pipeline')
     P.check_outputs(_need(out, '--out', 'the folder to write the language model in'), 'lm', overwrite)
-    _check_columns(_input(data, 'The data'), text_col=text_col)
+    _check_columns(_input(data, 'The data'), encoding, text_col=text_col)
     if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
+    sha = _digest(expect_sha256)
+    if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
     if pretrained not in (None, 'wt103'): pretrained = _find_bundle(pretrained, ('bundle',), 'pretrained language model')
     run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,
                    patience=_patience(patience), keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, max_vocab=max_vocab,
-                   min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding)
+                   min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding,
+                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume)
     return _done(run, out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #8c470aff
 @_subcommand
 def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a label column
                             lm:str=None, # The fine-tuned LM (required): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle
-                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, confusion_matrix.png
+                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, confusion_matrix.png; checkpoints/ while it runs
                             text_col:str='text', # Text column
                             label_col:str='label', # Label column
                             valid_col:str=None, # Column marking the validation rows (true/1); default a stratified --valid-pct of every class
@@ -243,16 +334,20 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
                             encoding:str=None, # Encoding of the CSV (default utf-8)
                             seed:int=42, # Random seed
                             deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                            expect_sha256:str=None, # The digest the --lm model must have ('bundle sha256' printed by `ulmfit finetune-lm`): an edited or other model is refused
+                            resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
                             overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
                            ):
     "Stage 3: train a classifier on top of the fine-tuned LM's encoder; writes the classifier bundle, metrics.json and plots. With no options it runs the paper's protocol: the head's learning rate found by the finder, gradual unfreezing with discriminative rates and STLR over an automatic budget, the best validation epoch kept"
     P = _lib('pipeline')
     P.check_outputs(_need(out, '--out', 'the folder to write the classifier in'), 'classifier', overwrite)
-    _check_columns(_input(data, 'The data'), text_col=text_col, label_col=label_col, valid_col=valid_col)
-    enc = _find_bundle(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm`"), ('encoder', 'bundle'), 'language model')
+    _check_columns(_input(data, 'The data'), encoding, text_col=text_col, label_col=label_col, valid_col=valid_col)
+    sha = _digest(expect_sha256)
+    enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm`"), sha)
     run = P.stage3(data, enc, text_col=text_col, label_col=label_col, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
                    drop_mult=drop_mult, variant=variant, schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep,
-                   bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding)
+                   bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding,
+                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume)
     return _done(run, out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #08745750
@@ -262,15 +357,19 @@ def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit trai
                    out:str=None, # CSV file to write (required): text, label and one prob_<class> column per class, one row per input text in input order
                    text_col:str='text', # Text column of a CSV input
                    bs:int=64, # Batch size
+                   encoding:str=None, # Encoding of the input file (default utf-8; a text file falls back to latin-1)
+                   expect_sha256:str=None, # The digest the classifier must have ('bundle sha256' printed by `ulmfit train-classifier`): an edited or other model is refused
                    overwrite:bool=False, # Replace an existing --out file
                   ):
     "Classify texts with a trained classifier; writes their predicted labels and class probabilities to a CSV, in input order"
     dest = check_dest(_need(out, '--out', 'the CSV file to write the predictions to'), overwrite)
+    if dest.is_dir(): raise UlmfitError(f"--out {dest} is a folder: pass the name of the CSV file to write the predictions to.")
     if dest.suffix.lower() != '.csv': raise UlmfitError(f"--out {dest} must be a file name ending in .csv: the predictions are written as CSV.")
-    texts = _read_texts(data, text_col)
-    df = _predict(model, texts, bs)
+    sha = _digest(expect_sha256)
+    texts = _read_texts(data, text_col, encoding)
+    df = _predict(model, texts, bs, sha)
     df.insert(0, 'text', texts)
-    with atomic_path(dest) as p: df.to_csv(p, index=False)
+    with atomic_path(dest, overwrite) as p: df.to_csv(p, index=False)   # without --overwrite, refused if another run wrote --out meanwhile
     print(f"{len(df)} predictions written to {dest}")
     return df
 
@@ -282,24 +381,29 @@ def ulmfit_evaluate(model:str, # The classifier: the --out folder of `ulmfit tra
                     text_col:str='text', # Text column
                     label_col:str='label', # Label column
                     bs:int=64, # Batch size
+                    encoding:str=None, # Encoding of the CSV (default utf-8)
+                    expect_sha256:str=None, # The digest the classifier must have ('bundle sha256' printed by `ulmfit train-classifier`): an edited or other model is refused
                     overwrite:bool=False, # Replace the results of an earlier evaluation in --out
                    ):
     "Measure a classifier on labelled texts: accuracy and per-class precision, recall and F1 in metrics.json, and a confusion-matrix plot"
     paths = _outputs(out, ('metrics.json', 'confusion_matrix.png'), overwrite)
-    _check_columns(_input(data, 'The data'), text_col=text_col, label_col=label_col)
-    truth = _true_labels(data, label_col)
-    preds = _predict(model, _read_texts(data, text_col), bs)
+    _input(data, 'The data')
+    if Path(data).is_dir() or Path(data).suffix.lower() != '.csv':
+        raise UlmfitError(f"{data} is not a CSV file: evaluate needs labelled texts, a CSV with a {text_col!r} and a {label_col!r} column (`ulmfit predict` classifies unlabelled texts, one a line).")
+    _check_columns(data, encoding, text_col=text_col, label_col=label_col)
+    sha = _digest(expect_sha256)
+    truth = _true_labels(data, label_col, encoding)
+    preds = _predict(model, _read_texts(data, text_col, encoding), bs, sha)
     labels, P = _classes(preds), _lib('pipeline')
     m = dict(P.class_report(_label_ids(truth, labels, label_col), [labels.index(l) for l in preds.label.astype(str)], labels), model=str(model), data=str(data))
-    _write_json(paths['metrics.json'], m)
-    _save_fig(P.plot_confusion(m['confusion_matrix'], labels, f'{Path(data).name}'), paths['confusion_matrix.png'])
+    _save_fig(P.plot_confusion(m['confusion_matrix'], labels, f'{Path(data).name}'), paths['confusion_matrix.png'], overwrite)
+    _write_json(paths['metrics.json'], m, overwrite)   # last: its presence means the evaluation is complete
     print(f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f} on {m['n']} texts; written to {Path(out)}")
     return m
 
-def _true_labels(data, label_col:str) -> list:
+def _true_labels(data, label_col:str, encoding:str=None) -> list:
     "The labels in column `label_col` of the CSV `data`, as strings, refusing missing ones"
-    import pandas as pd
-    lab = pd.read_csv(data, dtype={label_col: str})[label_col]
+    lab = _read_csv(data, encoding, dtype={label_col: str})[label_col]
     if lab.isna().any(): raise UlmfitError(f"{int(lab.isna().sum())} rows of {data} have no label in column {label_col!r} (e.g. rows {list(lab.index[lab.isna()][:5])}): drop them or fill them in.")
     return lab.tolist()
 
@@ -318,9 +422,11 @@ def ulmfit_demo(out:str='runs/demo', # Output folder: metrics.json, results.md a
                 overwrite:bool=False, # Replace the results of an earlier run in --out
                 stage1:str=None, # A Stage-1 bundle folder to start from (skips the search: cache, WT103 download, corpus)
                 corpus:str=None, # A general-domain corpus (text file, archive or folder) to pretrain Stage 1 on when no bundle is found
+                offline:bool=False, # Never download: skip fastai's WikiText-103 weights unless they are already on this machine
                ):
     "Run the demo: ULMFiT against TF-IDF + logistic regression on BBC News, with all labels and with 20 per class"
-    return _lib('demo').run_demo(out, preset=preset, overwrite=overwrite, seed=seed, stage1=stage1, corpus=corpus)
+    if Path(out).exists() and not Path(out).is_dir(): raise UlmfitError(f"--out {out} is a file; pass a folder (new or existing) for the demo's results.")
+    return _lib('demo').run_demo(out, preset=preset, overwrite=overwrite, seed=seed, stage1=stage1, corpus=corpus, offline=offline)
 
 # %% ../nbs/09_cli.ipynb #c5100f17
 subcommands = {'pretrain': ulmfit_pretrain, 'finetune-lm': ulmfit_finetune_lm, 'train-classifier': ulmfit_train_classifier,
@@ -343,14 +449,79 @@ def _parser(sub:str):
     return p
 
 def _run(sub:str, argv:list):
-    "Parse `argv` for `sub` and run it; user errors become one line on stderr and exit code 2"
+    "Parse `argv` for `sub` and run it: the package's errors and unreadable files become one line on stderr (exit 2), Ctrl-C one line (exit 130), anything else one line naming the log of its traceback (exit 1)"
     args = vars(_parser(sub).parse_args(argv))
     for k in ('pdb', 'xtra'): args.pop(k, None)
-    try: subcommands[sub](**args)
-    except KeyboardInterrupt: _fail(sub, 'interrupted', 130)
-    except (ValueError, OSError, ImportError) as e:  # `UlmfitError` is a `ValueError`; OSError: unreadable files; ImportError: a broken install
-        if os.environ.get('ULMFIT_TRACEBACK'): raise
-        _fail(sub, e if isinstance(e, UlmfitError) else f"{type(e).__name__}: {e} (set ULMFIT_TRACEBACK=1 to see where it happened)")
+    shown = bool(os.environ.get('ULMFIT_TRACEBACK'))
+    try:
+        with _warnings_as_lines(sub): subcommands[sub](**args)
+    except KeyboardInterrupt: _fail(sub, 'interrupted' + _kept(sub, args), 130)
+    except UlmfitError as e:
+        if shown: raise
+        _fail(sub, e)
+    except OSError as e:   # a file that cannot be read or written: the user's to fix
+        if shown: raise
+        _fail(sub, f"{_os_message(e)}{_logged(sub, argv, e)}")
+    except Exception as e:
+        if shown: raise
+        _fail(sub, _unexpected(sub, argv, e), 1)
+
+# %% ../nbs/09_cli.ipynb #4602cb0b
+@contextmanager
+def _warnings_as_lines(sub:str):
+    "Show each warning as one line `ulmfit <sub>: warning: ...` on stderr, in the command's words; hide other libraries' deprecation notices"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning); warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.showwarning = lambda message, *a, **k: print(f"ulmfit {sub}: warning: {_cli_words(_one_line(message), sub)}", file=sys.stderr)
+        yield
+
+def _kept(sub:str, args:dict) -> str:
+    "What an interrupted run keeps: its finished epochs in --out's checkpoints, and how to resume"
+    out = args.get('out')
+    if sub not in ('pretrain', 'finetune-lm', 'train-classifier') or not out: return ''
+    for d in (Path(out)/'checkpoints', Path(out)/'.next-run'/'checkpoints'):
+        ck = sorted(d.glob('epoch_[0-9][0-9][0-9].pth')) if d.is_dir() else []
+        if ck: return (f"; the {int(ck[-1].stem[6:])} finished epoch(s) are kept in {d}: run the same command again to resume"
+                       + (" (--no-resume starts afresh)" if sub != 'pretrain' else ''))
+    return '; no epoch had finished, so nothing was kept'
+
+def _os_message(e:OSError) -> str:
+    "An `OSError` as one sentence naming the file"
+    files = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{e.strerror or type(e).__name__}" + (f": {files}" if files else f" ({e})" if str(e) else '')
+
+def _write_log(sub:str, argv:list, e:BaseException) -> Path|None:
+    "Write the command line, versions and the traceback of `e` to a new log file under `cache_dir('logs')` (else the temporary folder); its path"
+    text = (f"ulmfit {sub} {' '.join(shlex.quote(str(a)) for a in argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}, python {sys.version.split()[0]}, "
+            f"ulmfit_ext {importlib.import_module('ulmfit_ext').__version__}\n\n" + ''.join(traceback.format_exception(type(e), e, e.__traceback__)))
+    name = f"ulmfit-{sub}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (lambda: cache_dir('logs'), lambda: Path(tempfile.gettempdir())):
+        try:
+            p = folder()/name
+            p.write_text(text)
+            return p
+        except OSError: continue
+    return None
+
+def _logged(sub, argv, e) -> str:
+    p = _write_log(sub, argv, e)
+    return f" (details in {p})" if p else ''
+
+_SIZE_WORDS = re.compile(r'memory|alloc|size|shape|dimension|numel|overflow', re.I)
+
+def _unexpected(sub:str, argv:list, e:Exception) -> str:
+    "One line for an exception the package did not foresee: what and where, a hint if it is about sizes, and the log of its traceback"
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if f'{os.sep}ulmfit_ext{os.sep}' in f.filename]
+    where = (own or frames)[-1] if frames else None
+    at = f" in {where.name} ({Path(where.filename).name}:{where.lineno})" if where else ''
+    text = _one_line(e)
+    text = text if len(text) <= 300 else text[:297] + '...'
+    opts = [o for o in ('--bs', '--bptt', '--emb-sz', '--n-hid', '--n-layers') if o in {v[0] for v in _flags(sub).values()}]
+    hint = f" It concerns sizes or memory: smaller {', '.join(opts)} may help." if opts and (isinstance(e, MemoryError) or _SIZE_WORDS.search(text)) else ''
+    log = _write_log(sub, argv, e)
+    return (f"unexpected {type(e).__name__}{at}: {text}.{hint} This is probably a bug in ulmfit_ext; "
+            + (f"the full traceback is in {log}" if log else "no log could be written") + " (ULMFIT_TRACEBACK=1 prints it).")
 
 # %% ../nbs/09_cli.ipynb #64eaaeca
 def main(argv:list=None, # The words after `ulmfit`; default `sys.argv[1:]`

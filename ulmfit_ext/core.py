@@ -221,9 +221,14 @@ def _exists(dest) -> UlmfitError:
     return UlmfitError(f"{dest} already exists (another run may have written it since this one started), and it is not replaced. "
                        "Choose another name, or pass `overwrite=True` to replace it.")
 
+def _is_folder(dest) -> UlmfitError:
+    return UlmfitError(f"{dest} is a folder, so a file cannot be written in its place: choose another name, or remove the folder.")
+
 def _publish_file(src:Path, dest:Path, overwrite:bool):
     "Rename file `src` to `dest`; without `overwrite` through a hard link, which fails if `dest` exists, however near the race"
-    if overwrite: return os.replace(src, dest)
+    if overwrite:
+        if dest.is_dir() and not dest.is_symlink(): raise _is_folder(dest)   # appeared during the write: not replaced, and no temporary name in the message
+        return os.replace(src, dest)
     try: os.link(src, dest)
     except FileExistsError: raise _exists(dest) from None
     except OSError:  # no hard links on this file system: reserve the name exclusively, then rename over the reservation
@@ -268,6 +273,7 @@ def atomic_path(path, # The final file name
                ):
     "Yield a temporary name beside `path`; on success it is flushed and renamed to `path` in one step (see `publish`), on error removed"
     path = check_dest(path, overwrite)
+    if path.is_dir() and not path.is_symlink(): raise _is_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix='.part', dir=path.parent)

@@ -410,15 +410,15 @@ def _csv_encoding_error(p:Path, enc:str) -> UlmfitError:
             off += len(line)
     return UlmfitError(f"{p} is not valid {enc}. Pass the file's encoding as `encoding=` (e.g. 'latin-1' or 'cp1252'), or convert the file to UTF-8.")
 
-def _read_df(df_or_csv, encoding:str=None) -> pd.DataFrame:
-    "`df_or_csv` itself if a DataFrame, else the CSV file it names, read with `encoding` (`None`: utf-8)"
+def _read_df(df_or_csv, encoding:str=None, **kwargs) -> pd.DataFrame:
+    "`df_or_csv` itself if a DataFrame, else the CSV file it names, read with `encoding` (`None`: utf-8) and `kwargs` for `pd.read_csv` (e.g. `dtype`)"
     if isinstance(df_or_csv, pd.DataFrame): return df_or_csv
     p = Path(df_or_csv)
     if p.is_dir(): raise UlmfitError(f"{p} is a folder, not a CSV file. Pass the path of a CSV file or a DataFrame (folders of text files are read by `read_texts` and `lm_dls`).")
     if not p.is_file(): raise UlmfitError(f"No such CSV file: {p}. Pass a DataFrame or the path of a CSV file.")
     with open(p, 'rb') as f: head = f.read(1 << 16)
     if b'\0' in head: raise _binary_error(p, 'a NUL byte in its first 64 KB')
-    try: return pd.read_csv(p, encoding=encoding)
+    try: return pd.read_csv(p, encoding=encoding, **kwargs)
     except UnicodeDecodeError: raise _csv_encoding_error(p, encoding or 'utf-8') from None
     except LookupError: raise UlmfitError(f"`encoding`={encoding!r} is not an encoding Python knows: use e.g. 'utf-8', 'latin-1' or 'cp1252'.") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:

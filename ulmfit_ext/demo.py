@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, time, importlib.util
 from fastai.text.all import *
 from fastcore.script import call_parse
-from .core import UlmfitError, atomic_path, check_dest, versions, cache_dir, dataset_path
+from .core import UlmfitError, atomic_path, check_dest, check_choice, check_args, versions, cache_dir, dataset_path
 from .data import tokenize_corpus
 from .pretrain import find_stage1, pretrain_lm, fix_wikitext
 from .pipeline import stage2, stage3, check_outputs
@@ -99,9 +99,9 @@ def _pretrain(src, preset, seed, key):
     return r.bundle
 
 # %% ../nbs/08_demo.ipynb #9dc867d9
-def _stage1(df, preset, seed, bundle=None, corpus=None, key='demo'):
-    "Find or make the Stage-1 LM: returns (`pretrained` for `stage2`, a one-line description)"
-    s1 = find_stage1(bundle=bundle, corpus=corpus, key=key)
+def _stage1(df, preset, seed, bundle=None, corpus=None, key='demo', offline=False):
+    "Find or make the Stage-1 LM (with no download when `offline`): returns (`pretrained` for `stage2`, a one-line description)"
+    s1 = find_stage1(bundle=bundle, corpus=corpus, key=key, allow_download=not offline)
     if s1.kind == 'wt103': return 'wt103', s1.desc
     if s1.kind in ('bundle', 'shipped', 'cache'): return s1.path, s1.desc
     if s1.kind == 'corpus': return _pretrain(s1.path, preset, seed, key), f"pretrained on {s1.path}"
@@ -138,15 +138,18 @@ def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the
              seed:int=42, # Random seed
              stage1=None, # A Stage-1 bundle to use instead of searching for one
              corpus=None, # A general-domain corpus for Stage 1 (default `$ULMFIT_CORPUS` or the shared Gutenberg books)
+             offline:bool=False, # Never download: fastai's WikiText-103 weights are used only if they are already on this machine
             ) -> dict: # The metrics written to `out/metrics.json`
     "The three ULMFiT stages on BBC News with the package's defaults, all labels and 20 per class, against TF-IDF; prints and saves a results table"
     out = Path(out)
-    if preset not in demo_presets: raise UlmfitError(f"Unknown preset {preset!r}: use one of {', '.join(demo_presets)}.")
-    check_dest(out/'metrics.json', overwrite); check_outputs(out/'lm', 'lm', overwrite)
+    check_choice('preset', preset, demo_presets, hint="'small' is what `make demo` runs, 'tiny' a quick check.")
+    check_args(seed=seed)
+    if out.exists() and not out.is_dir(): raise UlmfitError(f"`out`={str(out)!r} is a file; pass a folder (new or existing) for the demo's results.")
+    check_dest(out/'metrics.json', overwrite); check_dest(out/'results.md', overwrite); check_outputs(out/'lm', 'lm', overwrite)
     for d in _settings.values(): check_outputs(out/d, 'classifier', overwrite)
     p = demo_presets[preset]; set_seed(seed)
     df = _subset(load_bbc_news(), p['frac'], seed)
-    (pre, s1_desc), t1 = _timed(_stage1, df, p, seed, stage1, corpus, f'demo-{preset}')
+    (pre, s1_desc), t1 = _timed(_stage1, df, p, seed, stage1, corpus, f'demo-{preset}', offline)
     lm = stage2(_lm_text(df), pre, seed=seed)
     lm.save(out/'lm', overwrite)
     rows = []
@@ -156,17 +159,17 @@ def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the
         tr, r = d[d.split == 'train'], run.report
         rows.append(dict(setting=setting, n_labels=len(tr), n_test=int((d.split == 'test').sum()), ulmfit_acc=acc,
                          tfidf_acc=tfidf_baseline(tr, d[d.split == 'test']), stage3_s=t3, lr=r.lr, epochs=f"{r.best_epoch}/{r.epochs_run}/{r.n_epoch}"))
-    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed)
+    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed, overwrite)
 
 # %% ../nbs/08_demo.ipynb #ba182ba8
-def _report(rows, times, s1_desc, out, preset, seed):
-    "Print the results table and write `metrics.json` and `results.md` in `out`"
+def _report(rows, times, s1_desc, out, preset, seed, overwrite=True):
+    "Print the results table and write `results.md` and `metrics.json` (last: the demo is complete) in `out`, each atomically"
     table = _table(rows) + (f"\n\nStage 1: {s1_desc} ({times['stage1_s']:.0f} s). Stage 2, LM fine-tuning on all non-test articles: "
                             f"{times['stage2_s']:.0f} s (epoch kept / run / budget: {times['stage2_epochs']}). Test split: {rows[0]['n_test']} articles (the fixed split above). "
                             "Every training choice is the package's default.")
     metrics = dict(preset=preset, seed=seed, stage1=s1_desc, **times, rows=rows, versions=versions())
-    with atomic_path(out/'metrics.json') as f: f.write_text(json.dumps(metrics, indent=2, default=str))
-    with atomic_path(out/'results.md') as f: f.write_text(table + '\n')
+    with atomic_path(out/'results.md', overwrite) as f: f.write_text(table + '\n')
+    with atomic_path(out/'metrics.json', overwrite) as f: f.write_text(json.dumps(metrics, indent=2, default=str))
     print('\n' + table + f"\nOutputs: {out.resolve()}")
     return metrics
 
@@ -178,7 +181,8 @@ def main(out:str='runs/demo', # Output folder for metrics.json, results.md and p
          seed:int=42, # Random seed
          stage1:str=None, # A Stage-1 bundle folder to use
          corpus:str=None, # A general-domain corpus for Stage 1
+         offline:bool=False, # Never download fastai's WikiText-103 weights
         ):
     "Run the ULMFiT demo on BBC News (`python -m ulmfit_ext.demo --help`)"
-    try: run_demo(out, preset, overwrite, seed, stage1, corpus)
+    try: run_demo(out, preset, overwrite, seed, stage1, corpus, offline)
     except UlmfitError as e: raise SystemExit(f"error: {e}")

@@ -4,24 +4,31 @@
 
 # %% ../nbs/07a_pipeline.ipynb #98d90577
 from __future__ import annotations
-import json, shutil, time
+import hashlib, json, shutil, time, warnings
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_dest, atomic_path, deterministic, versions
+from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file
 from .data import lm_dls, clas_dls
-from .io import load_bundle, save_bundle, resolve_pretrained, _dls_info
-from .auto import FitReport
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, _is_backwards, _encoder_sizes
+from .io import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
+from .auto import FitReport, BestEpoch
+from .schedules import GroupLRRecorder
+from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of
+from .pretrain import checkpoints, _ckpt_name, _rng_state, _set_rng_state, _plain
 
 # %% auto #0
-__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'class_report', 'save_figure',
-           'plot_losses', 'plot_confusion', 'plot_lr_schedule', 'plot_lr_find', 'check_outputs']
+__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'load_stage_checkpoint',
+           'remove_checkpoints', 'StageCheckpoint', 'class_report', 'save_figure', 'plot_losses', 'plot_confusion',
+           'plot_lr_schedule', 'plot_lr_find', 'check_outputs']
 
 # %% ../nbs/07a_pipeline.ipynb #e010c557
 class StageRun:
     "The result of `stage2` or `stage3`: the fastai `learn`er, its `report` (a `FitReport`), the `settings` of the run and how long it took"
     def __init__(self, kind:str, # 'lm' or 'classifier'
-                 learn:Learner, settings:dict, seconds:float):
+                 learn:Learner, settings:dict, seconds:float,
+                 checkpoint_dir=None, # The run's checkpoints, removed once `save` has written it
+                 resumed:list=None, # The epochs done when each resumption started (empty: one uninterrupted run)
+                ):
         store_attr(); self.report = getattr(learn, 'fit_report', None) or FitReport()
+        self.resumed = list(resumed or [])
     def __repr__(self): return f"StageRun({self.kind}, {self.seconds:.0f} s): {self.report}"
 
 # %% ../nbs/07a_pipeline.ipynb #71802414
@@ -48,6 +55,24 @@ def _subword_bundle(pretrained):
     spec = json.loads(f.read_text()) if f.is_file() else {}
     return load_bundle(pretrained) if spec.get('tokenizer') in ('SentencePieceTokenizer', 'SpmTokenizer') else None
 
+# %% ../nbs/07a_pipeline.ipynb #709f5d8e
+def _check_stage_args(epochs, lr, drop_mult, patience, keep, **kwargs):
+    "Check the arguments shared by `stage2` and `stage3` (the numbers in `ARG_SPECS`), before anything is read or built"
+    check_args(**kwargs)
+    if epochs is not None: check_args(n_epoch=epochs)
+    if lr is not None and lr != 'paper': check_args(lr=lr)
+    if drop_mult is not None: check_args(drop_mult=drop_mult)
+    if patience not in ('auto', None): check_int('patience', patience, 1, hint='It is how many epochs without a new best end the run; pass None to train the whole budget.')
+    check_choice('keep', keep, ('best', 'last'), hint="'best' keeps the epoch with the best validation score, 'last' the final one.")
+
+def _pin(folder, sha256, what:str):
+    "Check the bundle `folder` against the trusted digest `sha256` (nothing when `sha256` is None)"
+    if sha256 is None: return
+    if not isinstance(folder, (str, Path)) or folder == 'wt103':
+        shown = repr(folder) if folder is None or isinstance(folder, str) else f"a {type(folder).__name__}"
+        raise UlmfitError(f"`sha256` pins a bundle folder, but the {what} is {shown}: pass a bundle folder, or leave `sha256=None`.")
+    verify_bundle(folder, sha256)
+
 # %% ../nbs/07a_pipeline.ipynb #d912b1fb
 def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list of texts, or a corpus path (`read_texts`)
            pretrained=None, # Stage-1 weights: a name of `shipped_models`, a bundle (or `pretrain_lm` output) folder, 'wt103', or None for none
@@ -70,13 +95,22 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
            is_deterministic:bool=False, # PyTorch's deterministic algorithms too (slower; `core.deterministic`)
            encoding:str=None, # Encoding of CSV and text files (default utf-8)
            progress:bool=True, # Progress bars and the per-epoch table
+           sha256:str=None, # The expected `bundle_digest` of the Stage-1 bundle (from a source you trust); `None`: its recorded checksums only
+           checkpoint_dir=None, # Save a checkpoint here after every epoch, and resume from the newest one; `None`: no checkpoints
+           resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
+           cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 2: fine-tune a Stage-1 language model on the task's text with the automatic protocol; returns the learner and its report"
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
-    check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
+    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab, min_freq=min_freq)
+    check_choice('variant', variant, lm_variants, hint="It is a row of the paper's Table 6.")
     pre = _pretrained_arg(resolve_pretrained(pretrained, backwards))
+    _pin(pre, sha256, 'Stage-1 model')
     settings = dict(stage=2, data=_desc(data), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
                     paper=paper, patience=patience, keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
+    key = lambda: dict(settings, data_sha256=_data_digest(data, *more), pretrained_sha256=_bundle_id(pre), text_col=text_col, max_vocab=max_vocab,
+                       min_freq=min_freq, config=config, encoding=encoding, is_deterministic=is_deterministic)
+    ck = _open_checkpoints(checkpoint_dir, key, resume)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
         sub = _subword_bundle(pre)
@@ -84,9 +118,10 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
         dls = lm_dls(data, *more, text_col=text_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=backwards, seed=seed, encoding=encoding, progress=progress, **vocab)
         learn = _quiet(lm_learner(dls, config=config, drop_mult=drop_mult, pretrained=pre, metrics=[accuracy, Perplexity()]), progress)
         hist = LossHistory(); learn.add_cb(hist)
-        finetune_lm(learn, epochs, lr=lr, variant=variant, patience=patience, keep=keep)
+        ckcb = _checkpointer(checkpoint_dir, key, ck)
+        finetune_lm(learn, epochs, lr=lr, variant=variant, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
     settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].n_hid)
-    return StageRun('lm', learn, settings, time.perf_counter() - t)
+    return StageRun('lm', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #6e20d736
 def _desc(data) -> str:
@@ -121,12 +156,14 @@ class LossHistory(Callback):
     def after_epoch(self): self.valid.append((len(self.train), float(self.recorder.values[-1][1])))
 
 # %% ../nbs/07a_pipeline.ipynb #94149918
-def _lm_source(lm):
-    "(the encoder for `clas_learner`, the vocabulary source for `clas_dls`, backwards?) from a `StageRun`, an LM learner or a folder"
+def _lm_source(lm, sha256=None):
+    "(the encoder for `clas_learner`, the vocabulary source for `clas_dls`, backwards?) from a `StageRun`, an LM learner or a folder (pinned to `sha256`)"
     if isinstance(lm, StageRun): lm = lm.learn
-    if isinstance(lm, Learner): return lm, lm.dls, _is_backwards(lm.dls)
+    if isinstance(lm, Learner):
+        _pin(lm, sha256, 'language model')
+        return lm, lm.dls, _is_backwards(lm.dls)
     b = find_bundle(lm, ('encoder', 'bundle'), 'language model')
-    bundle = load_bundle(b, kinds=('lm', 'encoder'))
+    bundle = load_bundle(b, sha256=sha256, kinds=('lm', 'encoder'))
     return b, bundle, bool(bundle.config.get('backwards'))
 
 def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label column
@@ -149,14 +186,24 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            is_deterministic:bool=False, # PyTorch's deterministic algorithms too
            encoding:str=None, # Encoding of a CSV file
            progress:bool=True, # Progress bars and the per-epoch table
+           sha256:str=None, # The expected `bundle_digest` of the LM or encoder bundle `lm` (from a source you trust)
+           checkpoint_dir=None, # Save a checkpoint here after every epoch, and resume from the newest one; `None`: no checkpoints
+           resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
+           cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 3: train a classifier on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
     if paper: lr, drop_mult = ifnone(lr, 'paper'), ifnone(drop_mult, 1.)
-    check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
-    enc, vocab, bw = _lm_source(lm)
+    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
+    check_choice('variant', variant, clas_variants, hint="It is a row of the paper's Table 7.")
+    check_choice('schedule', schedule, ('paper', 'scripts'), hint="Gradual unfreezing: 'paper' (one schedule) or 'scripts' (the authors' restarts).")
+    enc, vocab, bw = _lm_source(lm, sha256)
     settings = dict(stage=3, data=_desc(data), lm=str(enc) if not isinstance(enc, Learner) else 'LM learner', epochs=epochs, lr=lr, drop_mult=drop_mult,
                     variant=variant, schedule=schedule, paper=paper, patience=patience, keep=keep, bs=bs, bptt=bptt, valid_col=valid_col,
                     valid_pct=valid_pct, seed=seed, backwards=bw)
+    key = lambda: dict(settings, data_sha256=_data_digest(data), lm_sha256=_bundle_id(enc), text_col=text_col, label_col=label_col,
+                       encoding=encoding, is_deterministic=is_deterministic)
+    ck = _open_checkpoints(checkpoint_dir, key, resume)
+    if ck is not None and lr is None: lr = ck['report']['lr']   # the rate the finder chose before the interruption (its curve is restored too)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
         dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=bw,
@@ -165,9 +212,158 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
         learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt)
         learn = _quiet(learn, progress)
         learn.add_cb(LossHistory())
-        train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep)
+        ckcb = _checkpointer(checkpoint_dir, key, ck)
+        train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
     settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
-    return StageRun('classifier', learn, settings, time.perf_counter() - t)
+    return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
+
+# %% ../nbs/07a_pipeline.ipynb #b7a28077
+_CK_FORMAT = 'ulmfit_ext.stage_checkpoint'
+
+def _data_digest(*sources) -> str:
+    "A sha256 of the training data (files by content, folders file by file, DataFrames and lists of texts by value), so a resumption can tell it is the same"
+    h = hashlib.sha256()
+    for d in sources:
+        if isinstance(d, (str, Path)) and Path(d).is_file(): h.update(sha256_file(d).encode())
+        elif isinstance(d, (str, Path)) and Path(d).is_dir():
+            for f in sorted(p for p in Path(d).rglob('*') if p.is_file()): h.update(f"{f.relative_to(d)}:{sha256_file(f)}".encode())
+        elif isinstance(d, pd.DataFrame): h.update(str(list(d.columns)).encode()); h.update(pd.util.hash_pandas_object(d, index=True).values.tobytes())
+        elif isinstance(d, (list, tuple, pd.Series, L)): h.update('\x00'.join(map(str, d)).encode())
+        else: h.update(repr(d).encode())
+        h.update(b'\x01')
+    return h.hexdigest()
+
+def _bundle_id(src) -> str|None:
+    "The `bundle_digest` of a bundle folder, a sha256 of the encoder weights of a learner, `None` for no weights; 'wt103' for fastai's"
+    if isinstance(src, Learner):
+        h = hashlib.sha256()
+        for k, v in _encoder_of(src.model).state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    return bundle_digest(src) if isinstance(src, (str, Path)) and src != 'wt103' else src
+
+def _json_settings(settings:dict) -> dict: return json.loads(json.dumps(settings, default=str))
+
+def load_stage_checkpoint(folder) -> dict|None:
+    "The newest checkpoint of `stage2`/`stage3` in `folder` that loads, or `None`; damaged newer ones are skipped with a warning"
+    damaged = []
+    for f in reversed(checkpoints(folder)):
+        try: st = torch.load(f, map_location='cpu', weights_only=True)
+        except Exception: st = None
+        if isinstance(st, dict) and st.get('format') == _CK_FORMAT:
+            if damaged: warnings.warn(f"Skipped the damaged checkpoint(s) {', '.join(p.name for p in damaged)} in {folder}; resuming from {f.name}.")
+            return dict(st, file=f)
+        damaged.append(f)
+    return None
+
+def _open_checkpoints(folder, key, resume:bool) -> dict|None:
+    "The checkpoint to resume from in `folder` (`None` for a fresh start), refusing one made with other settings than `key()`"
+    if folder is None: return None
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise UlmfitError(f"`checkpoint_dir`={str(folder)!r} is a file; pass a folder (new or existing).")
+    clean_leftovers(folder, max_age=0)   # what killed writers left
+    if not resume or not checkpoints(folder): return None
+    ck = load_stage_checkpoint(folder)
+    if ck is None: raise UlmfitError(f"{folder} holds checkpoints of an unfinished run, but none of them loads (damaged). Pass `resume=False` to start afresh.")
+    f = folder/'settings.json'
+    old, new = (json.loads(f.read_text()) if f.is_file() else {}), _json_settings(key())
+    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    if diff:
+        lines = '; '.join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in diff.items())
+        raise UlmfitError(f"{folder} holds checkpoints of an unfinished run ({ck['epoch']} epoch(s) done) with other settings ({lines}). Run again with the same settings "
+                          "to resume it, pass `resume=False` to start afresh (its epochs are then discarded), or use another folder.")
+    return ck
+
+def _checkpointer(folder, key, ck):
+    "The `StageCheckpoint` of a run with `checkpoint_dir=folder` (`None` without one)"
+    return None if folder is None else StageCheckpoint(folder, key, ck)
+
+def remove_checkpoints(folder):
+    "Delete what `StageCheckpoint` wrote into `folder` (its checkpoints, settings.json, leftovers), and `folder` itself if that empties it"
+    folder = Path(folder)
+    if not folder.is_dir(): return
+    for f in [*checkpoints(folder), folder/'settings.json']: f.unlink(missing_ok=True)
+    clean_leftovers(folder, max_age=0)
+    try: folder.rmdir()
+    except OSError: pass   # something else is in there: left alone
+
+# %% ../nbs/07a_pipeline.ipynb #be66640d
+def _cb_of(learn, cls): return next((c for c in learn.cbs if isinstance(c, cls)), None)
+
+class StageCheckpoint(Callback):
+    "After every epoch of a Stage-2/3 recipe, atomically save what an exact resumption needs; when resuming, skip the epochs done and restore that state"
+    order = 100   # last: `Recorder`, `LossHistory` and `BestEpoch` have recorded the epoch
+    def __init__(self, folder, # Where the `epoch_NNN.pth` files and settings.json go
+                 key, # A function returning the run's settings (written to settings.json with the first checkpoint)
+                 ck:dict=None, # The checkpoint to resume from (`load_stage_checkpoint`)
+                 keep:int=2, # How many of the newest checkpoints to keep
+                ):
+        self.folder, self.key, self.ck, self.keep, self.next_base = Path(folder), key, ck, keep, 0
+        self.start = ck['epoch'] if ck else 0
+        self.rows = list(ck['rows']) if ck else []
+        self.resumed = [*ck['resumed'], ck['epoch']] if ck else []
+    def before_fit(self):
+        self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
+        self.base = self.next_base   # epochs of the recipe's earlier fits (gradual unfreezing 'scripts' and chain-thaw make several)
+    def before_epoch(self):
+        g = self.base + self.epoch   # 0-based epoch of the whole recipe
+        self.next_base = g + 1
+        if g < self.start:   # finished before the interruption: its logged row is shown (and seen by `BestEpoch`) again, its state restored at its end
+            self.recorder.log = L(self.epoch) + L(self.rows[g])
+            raise CancelEpochException()
+    def after_epoch(self):
+        n = self.base + self.epoch + 1   # epochs done
+        if n < self.start: return
+        if n == self.start: return self._restore()
+        self.rows.append([float(v) if isinstance(v, (int, float, np.number, Tensor)) else v for v in self.recorder.values[-1]])
+        self._save(n)
+
+# %% ../nbs/07a_pipeline.ipynb #bc363e83
+@patch
+def _state(self:StageCheckpoint, n:int) -> dict:
+    "Everything a resumption after `n` epochs restores"
+    learn = self.learn
+    sel, gl, hist, sm = _cb_of(learn, BestEpoch), _cb_of(learn, GroupLRRecorder), _hist(learn), learn.recorder.smooth_loss
+    rep = getattr(learn, 'fit_report', None) or FitReport()
+    return _bare(dict(format=_CK_FORMAT, epoch=n, model=learn.model.state_dict(), opt=learn.opt.state_dict(), report=rep.as_dict(),
+                       best_n=sel.n if sel else None, best_state=sel.state if sel else None, rows=self.rows, resumed=self.resumed,
+                       hist=(list(hist.train), [list(v) for v in hist.valid]) if hist else None, group_lrs=(gl.lrs, gl.trn) if gl else None,
+                       smooth=(sm.val, sm.count), rng=_rng_state(learn)))
+
+def _bare(o):
+    "`_plain(o)` with NumPy arrays made lists and fastai's tensor subclasses (`TensorBase`) plain tensors: `torch.load(weights_only=True)` accepts nothing else"
+    o = _plain(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, dict): return {k: _bare(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(_bare(v) for v in o)
+    return o.as_subclass(Tensor) if isinstance(o, Tensor) and type(o) is not Tensor and not isinstance(o, nn.Parameter) else o
+
+@patch
+def _save(self:StageCheckpoint, n:int):
+    "Write the checkpoint after `n` epochs atomically (a fresh run first replaces what an earlier run left), then keep only the newest `keep`"
+    if n == self.start + 1 and self.ck is None:   # the first checkpoint of a fresh run
+        for f in checkpoints(self.folder): f.unlink()
+        with atomic_path(self.folder/'settings.json') as p: p.write_text(json.dumps(_json_settings(self.key()), indent=1))
+    with atomic_path(self.folder/_ckpt_name(n)) as p: torch.save(self._state(n), p)
+    for old in checkpoints(self.folder)[:-self.keep]: old.unlink()
+
+@patch
+def _restore(self:StageCheckpoint):
+    "Put the state saved after `start` epochs back: model, optimizer, report and best weights, records, random generators"
+    ck, learn = self.ck, self.learn
+    rep, r = learn.fit_report, ck['report']
+    if rep.n_epoch != r['n_epoch']:
+        raise UlmfitError(f"The checkpoint {ck['file']} comes from a run with a budget of {r['n_epoch']} epochs, but this one has {rep.n_epoch}: the data or its "
+                          "preparation changed. Pass `resume=False` to start afresh.")
+    learn.model.load_state_dict(ck['model'])
+    learn.opt.load_state_dict({**ck['opt'], 'hypers': L(ck['opt']['hypers'])})
+    for k in ('history', 'best_epoch', 'stopped_early', 'lr_source', 'lr_find'): setattr(rep, k, r[k])
+    sel, gl, hist, sm = _cb_of(learn, BestEpoch), _cb_of(learn, GroupLRRecorder), _hist(learn), learn.recorder.smooth_loss
+    if sel is not None: sel.n, sel.state = ck['best_n'], ck['best_state']
+    if hist is not None and ck['hist'] is not None: hist.train[:], hist.valid[:] = ck['hist'][0], [tuple(v) for v in ck['hist'][1]]   # in place: `train` would shadow `Learner.train`
+    if gl is not None and ck['group_lrs'] is not None: gl.lrs[:], gl.trn[:] = [list(x) for x in ck['group_lrs'][0]], [list(x) for x in ck['group_lrs'][1]]
+    sm.val, sm.count = ck['smooth'][0], ck['smooth'][1]
+    _set_rng_state(learn, ck['rng'])
+    print(f"Resuming from {ck['file']}: {self.start} epoch(s) done, continuing with epoch {self.start + 1}.")
 
 # %% ../nbs/07a_pipeline.ipynb #bc961090
 def class_report(y_true, # True class indices
@@ -266,8 +462,7 @@ def check_outputs(out, # The folder a run will write into
 def save(self:StageRun, out, # The folder to write into (created if needed)
          overwrite:bool=False, # Replace the outputs of an earlier run in `out`?
         ) -> dict: # The metrics written to metrics.json
-    "Write the run's bundles, plots and metrics.json into `out`, each file atomically; metrics.json comes last, so its presence means the run is complete"
-    from ulmfit_ext.io import bundle_digest
+    "Write the run's bundles, plots and metrics.json into `out`, each file atomically; metrics.json comes last, so its presence means the run is complete; then the run's checkpoints go"
     out, t0 = check_outputs(out, self.kind, overwrite), time.time() - 1
     m, i, learn = self.metrics(), _dls_info(self.learn.dls), self.learn
     pre = 'lm_' if self.kind == 'lm' else ''
@@ -277,6 +472,8 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
         for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'], **kw)
     else: save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=i['labels'], **kw)
     m['bundle_sha256'] = bundle_digest(out/'bundle')
+    if self.kind == 'lm': m['encoder_sha256'] = bundle_digest(out/'encoder')
+    if self.resumed: m['resumed_after'] = self.resumed
     what = 'language model' if self.kind == 'lm' else 'classifier'
     if _hist(learn): save_figure(plot_losses(_hist(learn), f'{what}: loss'), out/f'{pre}loss.png', overwrite)
     if getattr(learn.recorder, 'group_lrs', None) is not None:
@@ -289,4 +486,5 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
     for n in run_outputs[self.kind]:   # with `overwrite`, outputs of the earlier run that this one does not make (e.g. lr_find.png) go, once this run is complete
         f = out/n
         if f.stat().st_mtime < t0 if f.exists() else False: shutil.rmtree(f) if f.is_dir() else f.unlink()
+    if self.checkpoint_dir is not None: remove_checkpoints(self.checkpoint_dir)
     return m

@@ -127,9 +127,9 @@ def word_perplexity(lm, # An LM bundle folder, a name of `io.shipped_models`, or
 def _ckpt_name(n_done:int) -> str: return f'epoch_{n_done:03d}.pth'
 
 def _doc_order(dl) -> list|None:
-    "The current document order of an `LMDataLoader`: each epoch shuffles it further, in place"
+    "The current document order of an `LMDataLoader` (each epoch shuffles it further, in place); `None` for other loaders (e.g. a classifier's DataFrame)"
     items = getattr(dl, 'items', None)
-    return list(map(int, items.idxs)) if hasattr(items, 'reindex') else None
+    return list(map(int, items.idxs)) if hasattr(items, 'reindex') and hasattr(items, 'idxs') else None
 
 def _set_doc_order(dl, order:list):
     "Put an `LMDataLoader`'s documents (and their lengths) back in the saved `order`"
