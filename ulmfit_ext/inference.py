@@ -155,6 +155,7 @@ def as_predictor(obj, # A classifier/LM `Learner`, a `Bundle`, a bundle folder, 
     if isinstance(obj, Learner): return _from_learner(obj, tokenizer)
     if isinstance(obj, Bundle): return _from_bundle(obj, tokenizer)
     if isinstance(obj, (str, Path)) and Path(obj).is_dir(): return _from_bundle(load_bundle(obj), tokenizer)
+    if isinstance(obj, (str, Path)): raise UlmfitError(f"There is no bundle folder at {obj}: pass the folder `save_classifier_bundle` (or `ulmfit train-classifier`) wrote.")
     raise UlmfitError(f"Cannot predict with a {type(obj).__name__}: pass a classifier Learner, a bundle folder (see `save_classifier_bundle`), "
                       "a `Bundle` or a `BiClassifier`.")
 
