@@ -8,20 +8,21 @@ reviews), for small (64/128/2) and paper-size (400/1152/3) AWD-LSTM classifiers.
 
 The classifiers are trained from scratch with this package (`clas_learner` + `train_classifier(variant='scratch')`), briefly:
 the point is the *change* int8 makes, not the accuracy itself. Each method runs in its own fresh subprocess (one torch
-thread, tokenization in-process for all three), so peak memory (ru_maxrss) is its own; "peak - start" subtracts the RSS
+thread, tokenization in-process for all three), so peak memory (VmHWM) is its own; "peak - start" subtracts the RSS
 before prediction (model loaded). Not a test: nothing is asserted."""
 import argparse, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import trec6, shared, header, write_md, save_json, RESULTS, _quiet
+from common import trec6, shared, imdb_reviews, header, write_md, save_json, RESULTS, _quiet
 
 SMALL, PAPER = dict(emb_sz=64, n_hid=128, n_layers=2), dict(emb_sz=400, n_hid=1152, n_layers=3)
 SMOKE = bool(os.environ.get('BENCH_SMOKE'))   # a check of the script (tests/test_bench.py), not a result: a smaller "paper" model, 1 epoch, TREC-6 only
 if SMOKE: PAPER = dict(emb_sz=40, n_hid=80, n_layers=3)
 
 def data(name) -> tuple:
-    "(training frame with is_valid, evaluation frame) of a data set"
+    "(training frame with is_valid, evaluation frame) of a data set; 'imdb_test': the IMDb sample's training reviews, 1,000 aclImdb test reviews"
+    if name == 'imdb_test': return data('imdb')[0], imdb_reviews(1000, seed=2).assign(label=lambda d: d.label.map({'pos': 'positive', 'neg': 'negative'}))
     if name == 'trec6':
         df = trec6()
         return df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid'), df[df.split == 'test']
@@ -36,21 +37,26 @@ def train(name, cfg, epochs, out, seed=0):
     from ulmfit_ext.learner import clas_learner, train_classifier
     from ulmfit_ext.io import save_classifier_bundle
     tr, _ = data(name)
+    if name == 'imdb': tr = tr.assign(text=tr.text.str.split().str[:200].str.join(' '))   # trained on each review's first 200 words, as bench_accuracy's IMDb quick mode
     set_seed(seed)
     t = time.time()
-    vocab = lm_dls(tr[['text']], bs=32, bptt=70, progress=False, seed=seed, max_vocab=60000).vocab
+    vocab = lm_dls(tr[['text']], bs=32, bptt=70, progress=False, seed=seed, max_vocab=30000 if name == 'imdb' else 60000).vocab
     dls = clas_dls(tr, vocab=vocab, valid_col='is_valid', bs=32 if name == 'imdb' else 64, bptt=70, progress=False, seed=seed)
-    learn = _quiet(clas_learner(dls, config=cfg))
-    if epochs: train_classifier(learn, epochs, lr=1e-2 if cfg is PAPER else 3e-2, variant='scratch')
+    learn = _quiet(clas_learner(dls, config=cfg, drop_mult=0.5 if name == 'imdb' else 1.))
+    if epochs: train_classifier(learn, epochs, lr=1e-2 if cfg is PAPER or name == 'imdb' else 3e-2, variant='scratch')   # IMDb: bench_accuracy's scratch settings
     save_classifier_bundle(learn, out)
     return time.time() - t
 
 def rss_mb() -> float:
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
+def peak_mb() -> float:
+    "Peak RSS of this process (VmHWM; unlike ru_maxrss it is not inherited from the parent across exec)"
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
+
 def fastai_learner(bundle, texts):
-    "fastai's own inference path over the bundle's weights: `TextBlock` (spaCy tokenizer, default rules, the bundle's vocabulary) + `Learner.get_preds`"
-    from fastai.text.all import TextBlock, CategoryBlock, DataBlock, ColReader, RandomSplitter, WordTokenizer, Learner, CrossEntropyLossFlat
+    "fastai's own inference path over the bundle's weights: `TextBlock` (spaCy tokenizer, default rules, the bundle's vocabulary) + `TextLearner.get_preds`"
+    from fastai.text.all import TextBlock, CategoryBlock, DataBlock, ColReader, RandomSplitter, WordTokenizer, TextLearner, CrossEntropyLossFlat
     from ulmfit_ext.io import load_bundle
     b = load_bundle(bundle)
     df = pd.DataFrame({'text': texts[:64], 'label': [b.labels[i % len(b.labels)] for i in range(min(64, len(texts)))]})
@@ -58,7 +64,7 @@ def fastai_learner(bundle, texts):
                    get_x=ColReader('text'), get_y=ColReader('label'), splitter=RandomSplitter(0.2, seed=0))
     dls = db.dataloaders(df, bs=64, num_workers=0)
     assert list(dls.vocab[0]) == b.vocab
-    return Learner(dls, b.build_model(), loss_func=CrossEntropyLossFlat()), b.labels
+    return TextLearner(dls, b.build_model(), loss_func=CrossEntropyLossFlat()), b.labels   # fastai's text learner: resets the model, keeps its first output
 
 def worker(a):
     "Run one method in this fresh process; print a JSON line with its numbers"
@@ -78,8 +84,8 @@ def worker(a):
         probs = predict_probs(p, texts, bs=64, progress=False)
     secs = time.perf_counter() - t
     acc = float((np.array(labels)[probs.argmax(1)] == ev.label.astype(str).values).mean())
-    np.save(Path(a.bundle).parent/f'probs_{a.worker}.npy', probs)
-    print(json.dumps(dict(method=a.worker, n=len(texts), secs=secs, acc=acc, rss_before_mb=before, peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+    np.save(Path(a.bundle).parent/f'probs_{a.worker}_{a.data}.npy', probs)
+    print(json.dumps(dict(method=a.worker, n=len(texts), secs=secs, acc=acc, rss_before_mb=before, peak_mb=peak_mb())))
 
 def run_worker(method, bundle, a, name) -> dict:
     cmd = [sys.executable, __file__, '--worker', method, '--bundle', str(bundle), '--data', name, '--threads', str(a.threads)]
@@ -92,7 +98,8 @@ NAMES = dict(fastai='fastai `test_dl` + `get_preds` (fp32)', fp32='ulmfit_ext `p
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--small-epochs', type=int, default=6)
+    ap.add_argument('--small-epochs', type=int, default=6, help='epochs of the small TREC-6 classifier')
+    ap.add_argument('--imdb-epochs', type=int, default=8, help='epochs of the small IMDb classifier')
     ap.add_argument('--paper-epochs', type=int, default=1, help='epochs of the paper-size TREC-6 classifier (0: random weights)')
     ap.add_argument('--paper-imdb-epochs', type=int, default=0, help='epochs of the paper-size IMDb classifier (0: random weights, accuracy not meaningful)')
     ap.add_argument('--quick', action='store_true')
@@ -102,8 +109,9 @@ def main():
     a = ap.parse_args()
     if a.worker: return worker(a)
     torch.set_num_threads(a.threads)
-    runs = [('trec6', 'small', SMALL, a.small_epochs), ('imdb', 'small', SMALL, a.small_epochs), ('trec6', 'paper', PAPER, a.paper_epochs),
+    runs = [('trec6', 'small', SMALL, a.small_epochs), ('imdb', 'small', SMALL, a.imdb_epochs), ('trec6', 'paper', PAPER, a.paper_epochs),
             ('imdb', 'paper', PAPER, a.paper_imdb_epochs)]
+    evals = {('imdb', 'small'): ('imdb', 'imdb_test')}   # the small IMDb model is also measured on 1,000 aclImdb test reviews (200 give 0.5-point steps)
     if a.quick: runs = [(d, s, c, max(1, e // 3) if s == 'small' else e) for d, s, c, e in runs[:3]]
     if SMOKE: runs = [(d, s, c, 1) for d, s, c, e in runs if d == 'trec6']
     rows = []
@@ -112,15 +120,16 @@ def main():
             b = Path(tmp)/f'{name}-{size}'/'bundle'
             secs = train(name, cfg, ep, b)
             print(f"{name} {size}: trained {ep} epochs in {secs:.0f} s", flush=True)
-            res = {m: run_worker(m, b, a, name) for m in ('fastai', 'fp32', 'int8')}
-            pr = {m: np.load(b.parent/f'probs_{m}.npy') for m in res}
-            for m, r in res.items():
-                rows.append(dict(data=name, model=f"{size} {cfg['emb_sz']}/{cfg['n_hid']}/{cfg['n_layers']}", epochs=ep, method=m, **r,
+            for ev in evals.get((name, size), (name,)):
+              res = {m: run_worker(m, b, a, ev) for m in ('fastai', 'fp32', 'int8')}
+              pr = {m: np.load(b.parent/f'probs_{m}_{ev}.npy') for m in res}
+              for m, r in res.items():
+                rows.append(dict(data=ev, model=f"{size} {cfg['emb_sz']}/{cfg['n_hid']}/{cfg['n_layers']}", epochs=ep, **r,
                                  docs_s=r['n']/r['secs'], max_dp=float(np.abs(pr[m] - pr['fp32']).max()), agree=float((pr[m].argmax(1) == pr['fp32'].argmax(1)).mean())))
                 print(rows[-1], flush=True)
     md = header('int8 vs fp32 vs fastai: accuracy, docs/s, peak memory' + (' (SMOKE TEST: not a result)' if SMOKE else ''), a,
                 "- data: TREC-6 official test set (500 questions; trained on the 5,452 training questions, 10 % of them for validation); IMDb sample "
-                "(the 200 `is_valid` reviews; trained on the 800 others, every 10th of them for validation)\n"
+                "(the 200 `is_valid` reviews; trained on the first 200 words of the 800 others, every 10th of them for validation, drop_mult 0.5, lr 0.01, vocabulary 30,000: bench_accuracy's IMDb scratch settings); imdb_test: 1,000 random aclImdb test reviews (seed 2) for the same small IMDb model\n"
                 f"- classifiers trained here from scratch with `clas_learner` + `train_classifier(variant='scratch')`, briefly (epochs column; 0 = random weights, whose accuracy means nothing); "
                 "int8 = `Predictor.quantized()` of the same bundle (LSTM and Linear layers dynamically quantized at load; the bundle stays fp32)\n"
                 f"- one fresh process per method, {a.threads} torch thread(s), tokenization in-process for all; bs 64\n")

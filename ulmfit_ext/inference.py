@@ -653,13 +653,19 @@ def _ban_mask(n:int, banned, device) -> Tensor:
 
 def _sample_loop(step, state, logits, n_words, temperature, top_k, top_p, ban, gen):
     "Sample `n_words` tokens feeding each back, on tensors; (ids, sum of log-probabilities), read back once"
-    toks, lps = [], []
+    plain = temperature == 1 and top_k is None and (top_p is None or top_p >= 1)   # `_filter_logits` would return the logits unchanged
+    toks, rows, lps = [], [], []
+    def flush():   # log-probabilities of the chosen tokens, a block of steps at a time (bounded memory, few kernel calls)
+        if rows: lps.extend(torch.cat(rows).log_softmax(-1).gather(1, torch.cat(toks[-len(rows):])[:, None])[:, 0].tolist()); rows.clear()
     for i in range(n_words):
         lg = logits + ban
-        nxt = lg.argmax(-1) if temperature == 0 else torch.multinomial(_filter_logits(lg, temperature, top_k, top_p).softmax(-1), 1, generator=gen)[:, 0]
-        toks.append(nxt); lps.append(lg.log_softmax(-1)[0, nxt])
+        if temperature == 0: nxt = lg.argmax(-1)
+        else: nxt = torch.multinomial((lg if plain else _filter_logits(lg, temperature, top_k, top_p)).softmax(-1), 1, generator=gen)[:, 0]
+        toks.append(nxt); rows.append(lg)
+        if len(rows) == 64: flush()
         if i < n_words-1: logits, state = step(nxt, state)
-    return torch.cat(toks).tolist(), sum(torch.cat(lps).tolist())
+    flush()
+    return torch.cat(toks).tolist(), sum(lps)
 
 # %% ../nbs/06_inference.ipynb #be53366c
 def _beam_loop(step, state, logits, n_words, beam_size, ban):
