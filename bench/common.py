@@ -96,6 +96,23 @@ def balanced_subset(df, n, seed=0) -> pd.DataFrame:
     if len(keep) < n: keep = pd.concat([keep, tr.drop(keep.index).sample(n=n-len(keep), random_state=seed)])
     return pd.concat([keep, df[df.split != 'train']]).sort_index()
 
+def stratified_split(df, valid_frac=0.1, seed=0) -> pd.DataFrame:
+    "`df` with a `split` column: a stratified, seeded `valid_frac` of every label 'valid', the rest 'train'"
+    out = df.assign(split='train')
+    out.loc[out.groupby('label', group_keys=False).sample(frac=valid_frac, random_state=seed).index, 'split'] = 'valid'
+    return out
+
+def cache_dir_bench(*parts) -> Path:
+    "A working folder for a benchmark under the package's cache dir"
+    from ulmfit_ext.core import cache_dir
+    return cache_dir('bench', *parts)
+
+def demo_stage1() -> Path:
+    "The Stage-1 bundle `make demo` caches (pretrained here the same way when it is missing)"
+    from ulmfit_ext.demo import _stage1, load_bbc_news, demo_presets
+    pre, desc = _stage1(load_bbc_news(), demo_presets['small'], 42, key='demo-small')
+    return Path(pre)
+
 # ---- Stage 1 ------------------------------------------------------------------------------------------------------------
 STAGE1 = dict(preset='tiny', max_tokens=1_500_000, max_vocab=12_000, n_epoch=2, seed=0)
 
@@ -150,27 +167,23 @@ def _quiet(learn):
     return learn
 
 def finetuned_lm(df, seed, s, bundle=None, backwards=False, semi=True, variant='full+discr+stlr'):
-    "Stage 2 with this package: an `lm_learner` on the task's text, fine-tuned with `finetune_lm` (`variant` of Table 6)"
-    from fastai.text.all import set_seed
-    from ulmfit_ext.data import lm_dls
-    from ulmfit_ext.learner import lm_learner, finetune_lm
-    set_seed(seed)
-    dls = lm_dls(lm_text(df, semi)[['text']], bs=s['bs'], bptt=s['bptt'], backwards=backwards, seed=seed, max_vocab=s['max_vocab'], progress=False)
-    lm = _quiet(lm_learner(dls, config=s['cfg'], pretrained=bundle, drop_mult=s['drop_mult']))
-    if s['lm_epochs'] and variant != 'none': finetune_lm(lm, s['lm_epochs'], lr=s['lm_lr'], variant=variant)
-    return lm
+    """Stage 2 with this package's pipeline (`pipeline.stage2`) on the task's text (`variant` of Table 6); settings that `s` leaves
+    out or sets to None take the package's defaults; `lm_epochs=0` builds the LM (vocabulary, remapped Stage-1 weights) without training"""
+    from ulmfit_ext.pipeline import stage2
+    none = s.get('lm_epochs') == 0 or variant == 'none'
+    run = stage2(lm_text(df, semi)[['text']], bundle, backwards=backwards, seed=seed, epochs=None if none else s.get('lm_epochs'),
+                 lr=s.get('lm_lr'), drop_mult=s.get('drop_mult'), variant='none' if none else variant, bs=s['bs'], bptt=s['bptt'],
+                 max_vocab=s.get('max_vocab', 60000), config=s.get('cfg'), progress=False)
+    return run.learn
 
 def ulmfit_classifier(df, lm, seed, s, variant='ulmfit', lr=None, encoder=True):
-    "Stage 3 with this package: `clas_learner` on the LM's vocabulary, trained with `train_classifier` (`variant` of Table 7)"
-    from fastai.text.all import set_seed
-    from ulmfit_ext.data import clas_dls
-    from fastcore.basics import ifnone
-    from ulmfit_ext.learner import clas_learner, train_classifier, _is_backwards
-    set_seed(seed)
-    dls = clas_dls(_clas_frame(df), vocab=lm.dls.vocab, valid_col='is_valid', bs=s['bs'], bptt=s['bptt'], backwards=_is_backwards(lm.dls), progress=False)
-    clas = _quiet(clas_learner(dls, encoder=lm if encoder else None, config=s['cfg'], drop_mult=s['drop_mult']))
-    train_classifier(clas, s['clas_epochs'], lr=ifnone(lr, s['clas_lr'] if variant in ('ulmfit', 'scratch') else None), variant=variant)
-    return clas
+    """Stage 3 with this package's pipeline (`pipeline.stage3`; `variant` of Table 7, 'scratch' without the encoder); `lr=None`
+    takes `s['clas_lr']` for 'ulmfit'/'scratch' (None there: the automatic rate) and the paper's rate for the other variants"""
+    from ulmfit_ext.pipeline import stage3
+    if lr is None: lr = s.get('clas_lr') if variant in ('ulmfit', 'scratch') else 'paper'
+    run = stage3(_clas_frame(df), lm, valid_col='is_valid', seed=seed, variant=variant if encoder else 'scratch', epochs=s.get('clas_epochs'),
+                 lr=lr, drop_mult=s.get('drop_mult'), bs=s['bs'], bptt=s['bptt'], progress=False)
+    return run.learn
 
 def evaluate(clas, df) -> dict:
     "Validation accuracy and test probabilities (rows in `df`'s test order) of a fastai text classifier"

@@ -40,6 +40,17 @@ def test_bench_ablations_and_lowshot_smoke(tmp_path, shared_all):
     md = (tmp_path/'results'/'lowshot_trec6_quick.md').read_text()
     assert '| 100 |' in md and (tmp_path/'results'/'lowshot_trec6_quick.png').exists()
 
+def test_bench_defaults_smoke(tmp_path, shared_all, shared_dataset):
+    shared_dataset('sms_spam')
+    _run('bench_defaults.py', ['--data', 'sms_spam', '--seeds', '1'], tmp_path)
+    md = (tmp_path/'results'/'defaults.md').read_text()
+    assert 'SMOKE TEST' in md
+    row = next(l for l in md.splitlines() if l.startswith('| sms_spam |'))
+    accs = [float(x) for x in re.findall(r'\b\d+\.\d+\b', row)][:3]   # TF-IDF, defaults, old defaults
+    assert all(0 <= a <= 100 for a in accs), row
+    raw = json.loads((tmp_path/'results'/'defaults.raw.json').read_text())['sms_spam']
+    assert raw['defaults'][0]['lr_source'] == 'head_lr' and raw['old']['lr_source'] == 'given' and len(raw['grid']) == 1
+
 def _script(script, args, tmp_path, timeout=900):
     "Run a bench script with BENCH_SMOKE and its results in tmp_path; the CompletedProcess"
     env = dict(os.environ, BENCH_SMOKE='1', BENCH_RESULTS=str(tmp_path/'results'), ULMFIT_CACHE=str(tmp_path/'cache'), OMP_NUM_THREADS='1')

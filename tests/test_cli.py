@@ -114,9 +114,11 @@ def test_finetune_lm_outputs(chain):
     assert load_bundle(d/'lm'/'bundle').kind == 'lm' and load_bundle(d/'lm'/'encoder').kind == 'encoder'
     assert load_bundle(d/'lm'/'bundle').tokenizer_spec is not None   # predict needs it to read raw text
     m = json.loads((d/'lm'/'metrics.json').read_text())
-    assert {'valid_loss', 'accuracy', 'perplexity', 'history'} <= set(m)
-    assert math.isclose(m['perplexity'], math.exp(m['valid_loss']), rel_tol=1e-3) and len(m['history']) == 1
-    for f in ('lm_loss.png', 'lm_lr_schedule.png'): _check_png(d/'lm'/f)
+    assert {'valid_loss', 'accuracy', 'perplexity', 'fit', 'drop_mult', 'bundle_sha256'} <= set(m)
+    assert math.isclose(m['perplexity'], math.exp(m['valid_loss']), rel_tol=1e-3) and len(m['fit']['history']) == 1
+    assert m['fit']['lr_source'] == 'auto_lm_lr' and m['fit']['n_epoch'] == 1   # --epochs 1 given, the rate automatic
+    assert math.isclose(m['valid_loss'], m['fit']['history'][0]['valid_loss'], rel_tol=1e-4)
+    for f in ('lm_loss.png', 'lm_lr_schedule.png', 'lm_valid_curve.png'): _check_png(d/'lm'/f)
 
 def test_train_classifier_outputs(chain):
     d, df = chain
@@ -125,10 +127,35 @@ def test_train_classifier_outputs(chain):
     assert b.kind == 'classifier' and b.labels == ['neg', 'pos'] and b.vocab == load_bundle(d/'lm'/'bundle').vocab
     m = json.loads((d/'clas'/'metrics.json').read_text())
     assert m['n_valid'] == int(df.is_valid.sum()) and m['n_train'] == int((~df.is_valid).sum())
-    assert len(m['history']) == 4   # default epochs: one per layer group (2 LSTM layers + embedding + head)
+    f = m['fit']   # no options: the automatic protocol
+    assert f['lr_source'] == 'head_lr' and f['lr'] == max(f['lr_find']['suggestions']['minimum'], f['lr_find']['floor'])
+    assert f['n_epoch'] >= 4 + 3 and len(f['history']) <= f['n_epoch']   # at least one epoch per layer group, plus 3
+    best = f['history'][f['best_epoch'] - 1]
+    assert best['accuracy'] == max(h['accuracy'] for h in f['history'])   # the best validation epoch is kept ...
+    assert math.isclose(m['accuracy'], best['accuracy'], abs_tol=1e-6)    # ... and it is what was saved
     assert m['valid']['n'] == m['n_valid'] and np.array(m['valid']['confusion_matrix']).sum() == m['n_valid']
     assert math.isclose(m['valid']['accuracy'], m['accuracy'], abs_tol=1e-6)
-    for f in ('loss.png', 'lr_schedule.png', 'confusion_matrix.png'): _check_png(d/'clas'/f)
+    for f in ('loss.png', 'lr_schedule.png', 'valid_curve.png', 'lr_find.png', 'confusion_matrix.png'): _check_png(d/'clas'/f)
+
+def test_explicit_choices_switch_off_the_automatic_ones(chain, capsys, tmp_path):
+    d, _ = chain
+    args = ['train-classifier', d/'toy.csv', '--lm', d/'lm', *TINY_CLAS]
+    assert _call([*args, '--out', tmp_path/'c', '--epochs', '5', '--lr', '0.02'], capsys)[0] == 0
+    f = json.loads((tmp_path/'c'/'metrics.json').read_text())['fit']
+    assert (f['n_epoch'], f['lr'], f['lr_source'], f['lr_find'], f['patience']) == (5, 0.02, 'given', None, None)
+    assert len(f['history']) == 5 and not (tmp_path/'c'/'lr_find.png').exists()   # the whole budget, no finder
+    assert _call([*args, '--out', tmp_path/'p', '--epochs', '4', '--paper-defaults', '--keep', 'last'], capsys)[0] == 0
+    m = json.loads((tmp_path/'p'/'metrics.json').read_text())
+    assert (m['fit']['lr'], m['fit']['lr_source'], m['drop_mult']) == (0.01, 'paper', 1.0)
+    assert math.isclose(m['accuracy'], m['fit']['history'][-1]['accuracy'], abs_tol=1e-6)   # --keep last: the last epoch's weights
+
+def test_help_states_the_automatic_choices(capsys):
+    for sub, words in {'train-classifier': ['learning-rate finder', 'a tenth of the rate at the lowest loss', '1,500 optimizer steps',
+                                            'stratified', 'sqrt(hidden size / 1152)', '--paper-defaults', 'best validation accuracy'],
+                       'finetune-lm': ['1M tokens', '0.004 x 1152 / hidden size', 'lowest validation loss', 'sqrt(hidden size / 1152)']}.items():
+        with pytest.raises(SystemExit): main([sub, '--help'])
+        out = ' '.join(capsys.readouterr().out.split())
+        for w in words: assert w in out, (sub, w)
 
 def test_predict_outputs(chain):
     d, df = chain

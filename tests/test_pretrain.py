@@ -246,6 +246,7 @@ def no_outside(tmp_path, monkeypatch):
     monkeypatch.setattr(pt, 'fastai_path', lambda k: tmp_path/'fastai'/k)
     def offline(*a, **k): raise UlmfitError("Could not download fastai's WikiText-103 weights (URLError: offline)")
     monkeypatch.setattr(pt, 'wt103_files', offline)
+    monkeypatch.setattr('ulmfit_ext.io.shipped_models', {})   # as an installation without the package's own LMs
 
 def _fake_bundle(folder):
     folder.mkdir(parents=True)
@@ -254,7 +255,7 @@ def _fake_bundle(folder):
 
 def test_find_stage1_none(no_outside, capsys):
     r = find_stage1()
-    assert r.kind == 'none' and r.path is None and len(r.skipped) == 4
+    assert r.kind == 'none' and r.path is None and len(r.skipped) == 5
     out = capsys.readouterr().out
     assert "task's own text" in out and 'skipped: no `bundle=` given' in out and 'WikiText-103 weights are not available' in out
 
@@ -281,7 +282,7 @@ def test_find_stage1_wt103(no_outside, tmp_path, monkeypatch):
     r = find_stage1(timeout=0.5, verbose=False)
     assert r.kind == 'wt103' and r.path == d and calls == [(False, None, 0.5)]
     r = find_stage1(allow_download=False, verbose=False)   # nothing in fastai's folder and no download: skipped
-    assert r.kind == 'none' and 'downloading is off' in r.skipped[2] and len(calls) == 1
+    assert r.kind == 'none' and 'downloading is off' in r.skipped[3] and len(calls) == 1
 
 def test_find_stage1_corpus(no_outside, tmp_path, monkeypatch, corpus):
     r = find_stage1(corpus=corpus[0], verbose=False)

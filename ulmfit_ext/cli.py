@@ -88,66 +88,15 @@ def _figure(w=6, h=4):
     return fig, fig.subplots()
 
 # %% ../nbs/09_cli.ipynb #179d5a81
-def _loss_history():
-    "A fastai callback keeping the training loss of every batch and the validation loss of every epoch, across all fits of a run"
-    from fastai.callback.core import Callback
-    class LossHistory(Callback):
-        order = 51  # after fastai's `Recorder` (50) has logged the epoch
-        def __init__(self): self.train, self.valid = [], []
-        def after_batch(self):
-            if self.training: self.train.append(float(self.learn.loss.detach()))
-        def after_epoch(self): self.valid.append((len(self.train), float(self.learn.recorder.values[-1][1])))
-    return LossHistory()
-
-def _plot_loss(h, title:str):
-    "Figure of the per-batch training loss and the per-epoch validation loss recorded by `_loss_history`"
-    fig, ax = _figure()
-    ax.plot(range(1, len(h.train) + 1), h.train, alpha=.6, label='training loss (each batch)')
-    if h.valid: ax.plot(*zip(*h.valid), 'o-', label='validation loss (end of each epoch)')
-    ax.set(xlabel='batch', ylabel='loss', title=title); ax.legend()
-    return fig
-
-def _plot_lrs(learn, title:str):
-    "Figure of every layer group's learning rate at every iteration (`plot_group_lrs`)"
-    fig, ax = _figure()
-    learn.plot_group_lrs(ax=ax); ax.set_title(title)
-    return fig
-
-# %% ../nbs/09_cli.ipynb #305cfe4e
-def _confusion(y_true, y_pred, n:int):
-    "An `n`x`n` matrix of counts: row = true class index, column = predicted class index"
-    import numpy as np
-    cm = np.zeros((n, n), dtype=int)
-    np.add.at(cm, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
-    return cm
-
-def _plot_confusion(cm, labels, title:str):
-    "Figure of the confusion matrix `cm` with class names `labels` and the count in every cell"
-    n = len(labels)
-    fig, ax = _figure(2 + .7*n, 1.6 + .6*n)
-    ax.imshow(cm, cmap='Blues')
-    ax.set_xticks(range(n), [str(l) for l in labels], rotation=45, ha='right'); ax.set_yticks(range(n), [str(l) for l in labels])
-    for i in range(n):
-        for j in range(n): ax.text(j, i, int(cm[i, j]), ha='center', va='center', color='white' if cm[i, j] > cm.max()/2 else 'black')
-    ax.set(xlabel='predicted', ylabel='actual', title=title)
-    return fig
-
-def _class_metrics(cm, labels) -> dict:
-    "Accuracy, and precision, recall, F1 and support of every class, from the confusion matrix `cm`"
-    import numpy as np
-    tp, pred, true = np.diag(cm), cm.sum(0), cm.sum(1)
-    p, r = tp/np.maximum(pred, 1), tp/np.maximum(true, 1)
-    f1 = np.where(p + r > 0, 2*p*r/np.maximum(p + r, 1e-12), 0.)
-    per = {str(l): dict(precision=float(p[i]), recall=float(r[i]), f1=float(f1[i]), support=int(true[i])) for i, l in enumerate(labels)}
-    return dict(accuracy=float(tp.sum()/max(cm.sum(), 1)), macro_f1=float(f1.mean()), n=int(cm.sum()), per_class=per, confusion_matrix=cm.tolist())
+def _save_fig(fig, path, overwrite:bool=True):
+    "Save the matplotlib `fig` as a PNG at `path` in one step (`pipeline.save_figure`)"
+    _lib('pipeline').save_figure(fig, path, overwrite)
 
 # %% ../nbs/09_cli.ipynb #582e1020
 def _find_bundle(path, inside=('bundle',), what:str='model') -> Path:
-    "The bundle at `path`, or in its first sub-folder among `inside` that holds one"
-    p = _input(path, f"The {what}")
-    for c in [p, *(p/i for i in inside)]:
-        if (c/'config.json').is_file(): return c
-    raise UlmfitError(f"{p} holds no {what} bundle (a folder with config.json): pass the --out folder of the command that trained it, or the bundle folder itself.")
+    "The bundle at `path`, or in its first sub-folder among `inside` that holds one (`pipeline.find_bundle`)"
+    _input(path, f"The {what}")
+    return _lib('pipeline').find_bundle(path, inside, what)
 
 def _read_texts(path, text_col:str) -> list:
     "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file"
@@ -175,35 +124,23 @@ def _classes(preds) -> list:
     return [c[len('prob_'):] for c in preds.columns if c.startswith('prob_')]
 
 # %% ../nbs/09_cli.ipynb #3a54694f
-def _lm_config(pretrained, emb_sz, n_hid, n_layers) -> dict:
-    "AWD-LSTM sizes: those given, else (for a bundle to start from) the bundle's; empty for the library's defaults"
+def _config(emb_sz, n_hid, n_layers) -> dict|None:
+    "AWD-LSTM sizes given on the command line (used only when no Stage-1 bundle gives them)"
     cfg = {k: v for k, v in dict(emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers).items() if v is not None}
-    if pretrained in (None, 'wt103'): return cfg
-    awd = _lib('io').load_bundle(pretrained).config['awd_lstm']
-    return {**{k: awd[k] for k in ('emb_sz', 'n_hid', 'n_layers')}, **cfg}
+    return cfg or None
 
-def _metrics(learn) -> dict:
-    "Validation loss and metrics of `learn` (fastai's `validate`), as plain floats by name"
-    names = ['valid_loss'] + [m.name for m in learn.metrics]
-    return {n: float(v) for n, v in zip(names, learn.validate())}
+def _patience(p):
+    "--patience as the library takes it: not given → 'auto', 0 → never stop early"
+    return 'auto' if p is None else (None if p == 0 else p)
 
-def _tokenizer_of(dls):
-    "The fastai `Tokenizer` that `lm_dls`/`clas_dls` tokenized with (their `TokenIds` transform), to record in bundles"
-    from fastai.text.all import Tokenizer, WordTokenizer
-    t = next((t for t in _lib('io')._text_tfms(dls) if hasattr(t, 'stores') and hasattr(t, 'rules')), None)
-    return None if t is None else Tokenizer(t.tok or WordTokenizer(), rules=t.rules)
-
-def _save_bundle(learn, path, kind:str, metrics:dict, overwrite:bool):
-    "Save `learn` as a `kind` bundle ('lm', 'encoder', 'classifier') with the tokenizer of its data, so `predict` can read raw text"
-    io = _lib('io')
-    i = io._dls_info(learn.dls)
-    return io.save_bundle(path, learn.model, i['vocab'], kind, tokenizer=i['tokenizer'] or _tokenizer_of(learn.dls), labels=i['labels'],
-                          backwards=i['backwards'], bptt=None if kind == 'classifier' else i['bptt'], metrics=metrics, overwrite=overwrite)
-
-def _save_plots(learn, hist, paths, prefix:str, what:str):
-    "Save the loss and per-group learning-rate plots of a finished run"
-    _save_fig(_plot_loss(hist, f'{what}: loss'), paths[f'{prefix}loss.png'])
-    _save_fig(_plot_lrs(learn, f'{what}: learning rate of each layer group'), paths[f'{prefix}lr_schedule.png'])
+def _done(run, out, overwrite:bool) -> dict:
+    "Save a `StageRun` into `out` and print its one-line summary"
+    m = run.save(out, overwrite)
+    r = run.report
+    extra = f", perplexity {m['perplexity']:.2f}" if 'perplexity' in m else f", macro F1 {m['valid']['macro_f1']:.4f}" if 'valid' in m else ''
+    print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}): "
+          f"valid loss {m['valid_loss']:.4f}, accuracy {m['accuracy']:.4f}{extra}; written to {Path(out)}")
+    return m
 
 # %% ../nbs/09_cli.ipynb #abedc1af
 def _subcommand(f):
@@ -245,131 +182,81 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                                        seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
                                        tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt)
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
-        _save_fig(_plot_lrs(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
+        _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)
     return res.metrics
 
 # %% ../nbs/09_cli.ipynb #6aeaa71a
-_LM_OUT = ('bundle', 'encoder', 'metrics.json', 'lm_loss.png', 'lm_lr_schedule.png')
-
 @_subcommand
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
-                       out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png
+                       out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png
                        text_col:str='text', # Text column of a CSV
-                       pretrained:str=None, # Weights to start from: 'wt103' (fastai's WikiText-103 LM), or the --out folder of `ulmfit pretrain` or an LM bundle; default random
-                       epochs:int=1, # Epochs of fine-tuning
-                       lr:float=4e-3, # Learning rate of the top layer group (the paper's value)
+                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle, or 'wt103' (fastai's WikiText-103 LM, downloaded); default random
+                       epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
+                       lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
+                       patience:int=None, # Early stopping: epochs without a lower validation loss (0: never); default a fifth of an automatic budget, at least 3
+                       keep:str='best', # Weights kept: 'best' (the epoch with the lowest validation loss) or 'last'
+                       paper_defaults:bool=False, # The paper's fixed values instead of the size-scaled ones: lr 0.004, drop-mult 1
                        variant:str='full+discr+stlr', # How to fine-tune (the paper's Table 6): 'full', 'full+discr' or 'full+discr+stlr'
                        bs:int=64, # Batch size
                        bptt:int=70, # Sequence length of backpropagation through time
                        valid_pct:float=0.1, # Fraction of the documents held out to measure loss, accuracy and perplexity
                        max_vocab:int=60000, # Largest vocabulary
                        min_freq:int=3, # Fewest occurrences for a token to enter the vocabulary
-                       emb_sz:int=None, # Embedding size of the model (default 400; taken from the weights with --pretrained BUNDLE)
-                       n_hid:int=None, # Hidden size of the LSTM layers (default 1152; from the weights with --pretrained BUNDLE)
-                       n_layers:int=None, # Number of LSTM layers (default 3; from the weights with --pretrained BUNDLE)
-                       drop_mult:float=1.0, # Multiplier of every dropout probability
+                       emb_sz:int=None, # Embedding size when there is no --pretrained bundle to take it from (default 400)
+                       n_hid:int=None, # Hidden size of the LSTM layers when there is no --pretrained bundle (default 1152)
+                       n_layers:int=None, # Number of LSTM layers when there is no --pretrained bundle (default 3)
+                       drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
                        backwards:bool=False, # Train a backward LM (reads every text reversed), for a forward+backward ensemble
+                       encoding:str=None, # Encoding of the input files (default utf-8)
                        seed:int=42, # Random seed
-                       overwrite:bool=False, # Replace the results of an earlier run in --out
+                       deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                       overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
                       ):
-    "Stage 2: fine-tune a language model on the task's text; writes the LM and encoder bundles, metrics.json and plots"
-    paths = _outputs(out, _LM_OUT, overwrite)
+    "Stage 2: fine-tune a language model on the task's text; writes the LM and encoder bundles, metrics.json and plots. With no options it runs the automatic protocol: size-scaled learning rate and dropout, a budget of about 1M tokens, the epoch with the lowest validation loss kept"
+    P = _lib('pipeline')
+    P.check_outputs(_need(out, '--out', 'the folder to write the language model in'), 'lm', overwrite)
     _check_columns(_input(data, 'The data'), text_col=text_col)
     if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
     if pretrained not in (None, 'wt103'): pretrained = _find_bundle(pretrained, ('bundle',), 'pretrained language model')
-    learn, hist = _finetune(data, text_col, pretrained, epochs, lr, variant, bs, bptt, valid_pct, max_vocab, min_freq,
-                            _lm_config(pretrained, emb_sz, n_hid, n_layers), drop_mult, backwards, seed)
-    return _save_lm(learn, hist, paths, overwrite, dict(data=str(data), pretrained=str(pretrained), epochs=epochs, lr=lr, variant=variant))
-
-# %% ../nbs/09_cli.ipynb #9980fe6e
-def _finetune(data, text_col, pretrained, epochs, lr, variant, bs, bptt, valid_pct, max_vocab, min_freq, config, drop_mult, backwards, seed):
-    "Build the LM `DataLoaders` and learner and fine-tune it; returns the learner and its loss history"
-    D, Lr = _lib('data'), _lib('learner')
-    from fastai.text.all import set_seed, accuracy, Perplexity
-    set_seed(seed)
-    dls = D.lm_dls(data, text_col=text_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=backwards, min_freq=min_freq, max_vocab=max_vocab, seed=seed)
-    from_bundle = pretrained not in (None, 'wt103')
-    learn = Lr.lm_learner(dls, config=config, drop_mult=drop_mult, pretrained=None if from_bundle else pretrained, metrics=[accuracy, Perplexity()])
-    if from_bundle: _load_lm_bundle(learn, pretrained)
-    hist = _loss_history()
-    Lr.finetune_lm(learn, epochs, lr=lr, variant=variant, cbs=hist)
-    return learn, hist
-
-def _load_lm_bundle(learn, path):
-    "Load the language model (or encoder) of the bundle at `path` into `learn`, its embedding rows remapped to `learn`'s vocabulary"
-    io = _lib('io')
-    b = io.load_bundle(path)
-    sd, rep = io.remap_embeddings(b.state_dict, b.vocab, list(learn.dls.vocab))
-    (io.load_weights if b.kind == 'lm' else io.load_encoder_weights)(learn.model, sd, what=str(path))
-    print(rep)
-
-def _save_lm(learn, hist, paths, overwrite, run) -> dict:
-    "Write the LM and encoder bundles, metrics.json and the plots of a fine-tuned LM; returns the metrics"
-    m = dict(_metrics(learn), **run, history=[dict(epoch=i + 1, valid_loss=v) for i, (_, v) in enumerate(hist.valid)])
-    _save_bundle(learn, paths['bundle'], 'lm', m, overwrite)
-    _save_bundle(learn, paths['encoder'], 'encoder', m, overwrite)
-    _write_json(paths['metrics.json'], m)
-    _save_plots(learn, hist, paths, 'lm_', 'language model')
-    print(f"valid loss {m['valid_loss']:.4f}, accuracy {m.get('accuracy', float('nan')):.4f}, perplexity {m.get('perplexity', float('nan')):.2f}; "
-          f"written to {paths['bundle'].parent}")
-    return m
+    run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,
+                   patience=_patience(patience), keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, max_vocab=max_vocab,
+                   min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding)
+    return _done(run, out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #8c470aff
-_CLAS_OUT = ('bundle', 'metrics.json', 'loss.png', 'lr_schedule.png', 'confusion_matrix.png')
-
 @_subcommand
 def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a label column
                             lm:str=None, # The fine-tuned LM (required): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle
-                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, confusion_matrix.png
+                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, confusion_matrix.png
                             text_col:str='text', # Text column
                             label_col:str='label', # Label column
-                            valid_col:str=None, # Column marking the validation rows (true/1); default a random --valid-pct of the rows
-                            valid_pct:float=0.1, # Fraction of the rows held out for validation when there is no --valid-col
-                            epochs:int=None, # Epochs; default one per layer group (the least gradual unfreezing needs)
-                            lr:float=None, # Learning rate of the top layer group; default the paper's for --variant (0.01 with discriminative rates)
+                            valid_col:str=None, # Column marking the validation rows (true/1); default a stratified --valid-pct of every class
+                            valid_pct:float=0.1, # Fraction of each class held out for validation when there is no --valid-col
+                            epochs:int=None, # Epochs; default automatic: about 1,500 optimizer steps and at most 10M tokens, from (layer groups + 3) to 30 epochs, stopping early once no epoch improves
+                            lr:float=None, # Learning rate of the top layer group; default automatic: the learning-rate finder on the head alone (the paper's rule), a tenth of the rate at the lowest loss, at least 0.01
+                            patience:int=None, # Early stopping: epochs without a better validation accuracy (0: never); default a fifth of an automatic budget, at least 3, counted once every group is thawed
+                            keep:str='best', # Weights kept: 'best' (the epoch with the best validation accuracy, ties to the lower loss) or 'last'
+                            paper_defaults:bool=False, # The paper's fixed values instead of the automatic ones: its learning rate for --variant (0.01 with discriminative rates), drop-mult 1
                             variant:str='ulmfit', # How to fine-tune (the paper's Table 7): 'ulmfit', 'freez', 'freez+discr', 'freez+stlr', 'freez+cos', 'full', 'full+discr', 'last', 'chain-thaw' or 'scratch' (the LM's vocabulary and sizes, random weights)
                             schedule:str='paper', # Gradual unfreezing: 'paper' (one slanted triangular schedule) or 'scripts' (restarted per stage, as the authors' scripts)
                             bs:int=64, # Batch size
                             bptt:int=70, # Length of the chunks a document is read in (BPT3C)
-                            drop_mult:float=1.0, # Multiplier of every dropout probability
+                            drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
+                            encoding:str=None, # Encoding of the CSV (default utf-8)
                             seed:int=42, # Random seed
-                            overwrite:bool=False, # Replace the results of an earlier run in --out
+                            deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                            overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
                            ):
-    "Stage 3: train a classifier on top of the fine-tuned LM's encoder; writes the classifier bundle, metrics.json and plots"
-    paths = _outputs(out, _CLAS_OUT, overwrite)
+    "Stage 3: train a classifier on top of the fine-tuned LM's encoder; writes the classifier bundle, metrics.json and plots. With no options it runs the paper's protocol: the head's learning rate found by the finder, gradual unfreezing with discriminative rates and STLR over an automatic budget, the best validation epoch kept"
+    P = _lib('pipeline')
+    P.check_outputs(_need(out, '--out', 'the folder to write the classifier in'), 'classifier', overwrite)
     _check_columns(_input(data, 'The data'), text_col=text_col, label_col=label_col, valid_col=valid_col)
     enc = _find_bundle(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm`"), ('encoder', 'bundle'), 'language model')
-    learn, hist = _train_clas(data, enc, text_col, label_col, valid_col, valid_pct, epochs, lr, variant, schedule, bs, bptt, drop_mult, seed)
-    return _save_clas(learn, hist, paths, overwrite, dict(data=str(data), lm=str(enc), variant=variant, schedule=schedule, lr=lr))
-
-# %% ../nbs/09_cli.ipynb #0c9ab783
-def _train_clas(data, enc, text_col, label_col, valid_col, valid_pct, epochs, lr, variant, schedule, bs, bptt, drop_mult, seed):
-    "Build the classifier `DataLoaders` (the LM's vocabulary) and learner (the LM's encoder) and train it"
-    D, Lr, io = _lib('data'), _lib('learner'), _lib('io')
-    from fastai.text.all import set_seed
-    set_seed(seed)
-    b = io.load_bundle(enc)
-    dls = D.clas_dls(data, text_col, label_col, vocab=b.vocab, valid_col=valid_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=bool(b.config.get('backwards')), seed=seed)
-    cfg = {k: b.config['awd_lstm'][k] for k in ('emb_sz', 'n_hid', 'n_layers')}
-    learn = Lr.clas_learner(dls, encoder=None if variant == 'scratch' else enc, config=cfg, drop_mult=drop_mult, bptt=bptt)
-    hist = _loss_history()
-    Lr.train_classifier(learn, epochs or cfg['n_layers'] + 2, lr=lr, variant=variant, schedule=schedule, cbs=hist)
-    return learn, hist
-
-def _save_clas(learn, hist, paths, overwrite, run) -> dict:
-    "Write the classifier bundle, metrics.json and the plots (loss, learning rates, validation confusion matrix)"
-    probs, targs = learn.get_preds(dl=learn.dls.valid)[:2]
-    labels = list(learn.dls.vocab[1])
-    cm = _confusion(targs.numpy(), probs.argmax(1).numpy(), len(labels))
-    m = dict(_metrics(learn), **run, labels=[str(l) for l in labels], n_train=len(learn.dls.train_ds), n_valid=len(learn.dls.valid_ds),
-             history=[dict(epoch=i + 1, valid_loss=v) for i, (_, v) in enumerate(hist.valid)], valid=_class_metrics(cm, labels))
-    _save_bundle(learn, paths['bundle'], 'classifier', m, overwrite)
-    _write_json(paths['metrics.json'], m)
-    _save_plots(learn, hist, paths, '', 'classifier')
-    _save_fig(_plot_confusion(cm, labels, 'validation set'), paths['confusion_matrix.png'])
-    print(f"valid loss {m['valid_loss']:.4f}, accuracy {m['valid']['accuracy']:.4f}; written to {paths['bundle'].parent}")
-    return m
+    run = P.stage3(data, enc, text_col=text_col, label_col=label_col, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
+                   drop_mult=drop_mult, variant=variant, schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep,
+                   bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding)
+    return _done(run, out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #08745750
 @_subcommand
@@ -407,11 +294,10 @@ def ulmfit_evaluate(model:str, # The classifier: the --out folder of `ulmfit tra
     _check_columns(_input(data, 'The data'), text_col=text_col, label_col=label_col)
     truth = _true_labels(data, label_col)
     preds = _predict(model, _read_texts(data, text_col), bs)
-    labels = _classes(preds)
-    cm = _confusion(_label_ids(truth, labels, label_col), [labels.index(l) for l in preds.label.astype(str)], len(labels))
-    m = dict(_class_metrics(cm, labels), model=str(model), data=str(data))
+    labels, P = _classes(preds), _lib('pipeline')
+    m = dict(P.class_report(_label_ids(truth, labels, label_col), [labels.index(l) for l in preds.label.astype(str)], labels), model=str(model), data=str(data))
     _write_json(paths['metrics.json'], m)
-    _save_fig(_plot_confusion(cm, labels, f'{Path(data).name}'), paths['confusion_matrix.png'])
+    _save_fig(P.plot_confusion(m['confusion_matrix'], labels, f'{Path(data).name}'), paths['confusion_matrix.png'])
     print(f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f} on {m['n']} texts; written to {Path(out)}")
     return m
 

@@ -14,7 +14,7 @@ from .core import UlmfitError, cache_dir, atomic_path, check_range, check_args, 
 
 # %% auto #0
 __all__ = ['TextCorpus', 'read_texts', 'TokenStore', 'tokenize_corpus', 'TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader',
-           'lm_dls', 'clas_dls']
+           'lm_dls', 'stratified_valid', 'clas_dls']
 
 # %% ../nbs/01_data.ipynb #0ef5ef7a
 _TARS = ('.tar', '.tar.gz', '.tgz', '.tar.xz', '.txz', '.tar.bz2', '.tbz2')
@@ -728,9 +728,22 @@ def _check_labels(df, label_col, label_delim=None):
         raise UlmfitError(f"{int(na.sum())} of {len(df)} rows have no label in column {label_col!r} (NaN), e.g. rows {list(df.index[na][:5])}. "
                           f"Drop them (`df = df.dropna(subset=[{label_col!r}])`) or fill them in; unlabelled text can go to `lm_dls` instead.")
 
-def _clas_split(df, valid_col, valid_pct, seed):
-    "Validation row positions: where `valid_col` is true, else a random `valid_pct`"
-    if valid_col is None: return _random_valid(len(df), valid_pct, seed)
+def stratified_valid(labels, # The label of every row (a multi-label cell counts as one combination)
+                     valid_pct:float=0.1, # Fraction of each class to hold out
+                     seed:int=None, # Seed of the draw
+                    ) -> list: # Sorted row positions of the validation set
+    "A stratified validation split: `valid_pct` of each class's rows (rounded, at least one of every class with two or more, never all of one)"
+    check_range('valid_pct', valid_pct, 0, 1, lo_open=True, hi_open=True, hint='Use e.g. 0.1 for 10% of the rows.')
+    rng, labels, valid = np.random.default_rng(seed), pd.Series(list(labels)).astype(str), []
+    for _, pos in sorted(labels.groupby(labels).indices.items()):
+        k = min(max(round(valid_pct * len(pos)), 1), len(pos) - 1)
+        valid += rng.permutation(pos)[:k].tolist()
+    if not valid: raise UlmfitError(f"No class has two rows, so no validation split can be drawn from {len(labels)} rows: add rows, or mark the validation rows yourself (`valid_col=`).")
+    return sorted(valid)
+
+def _clas_split(df, valid_col, valid_pct, seed, label_col):
+    "Validation row positions: where `valid_col` is true, else a stratified `valid_pct` of every class"
+    if valid_col is None: return stratified_valid(df[label_col], valid_pct, seed)
     v = df[valid_col].astype(bool).to_numpy()
     if not v.any() or v.all(): raise UlmfitError(f"Column {valid_col!r} marks {int(v.sum())} of {len(df)} rows as validation; it must mark some rows, not all.")
     return np.flatnonzero(v).tolist()
@@ -763,7 +776,7 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              label_col='label', # Label column
              *,
              vocab, # The language model's vocabulary: a list, LM `DataLoaders` or a `Bundle` (these two also bring their tokenizer); `None` on purpose: a new one
-             valid_col=None, # Boolean column marking validation rows; `None`: a random `valid_pct`
+             valid_col=None, # Boolean column marking validation rows; `None`: a stratified `valid_pct` of every class (`stratified_valid`)
              valid_pct:float=0.1, # Fraction held out for validation when there is no `valid_col`
              bs:int=64, # Batch size
              bptt:int=70, # BPT3C chunk length: texts are padded to a multiple of it
@@ -785,7 +798,7 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
     tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
     stores = _stores([df], text_col, tkw)
-    valid = _clas_split(df, valid_col, valid_pct, seed)
+    valid = _clas_split(df, valid_col, valid_pct, seed, label_col)
     train = np.setdiff1d(np.arange(len(df)), valid)
     tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab, tok), backwards, tkw)
     _check_classes(df[label_col].to_numpy(), train, valid, label_col, label_delim)

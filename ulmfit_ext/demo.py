@@ -8,10 +8,10 @@ import json, time, importlib.util
 from fastai.text.all import *
 from fastcore.script import call_parse
 from .core import UlmfitError, atomic_path, check_dest, versions, cache_dir, dataset_path
-from .data import lm_dls, clas_dls, tokenize_corpus
+from .data import tokenize_corpus
 from .pretrain import find_stage1, pretrain_lm, fix_wikitext
-from .io import load_bundle
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier
+from .pipeline import stage2, stage3, check_outputs
+from .inference import predict_texts
 
 # %% auto #0
 __all__ = ['demo_presets', 'bbc_news_path', 'load_bbc_news', 'low_shot', 'tfidf_baseline', 'run_demo', 'main']
@@ -65,32 +65,24 @@ def tfidf_baseline(train:pd.DataFrame, # Labelled training texts (`text`, `label
 
 # %% ../nbs/08_demo.ipynb #267dad6c
 demo_presets = {  # 'small' is what `make demo` runs on 2 CPU cores; 'tiny' is a quick smoke test on a third of the articles
-    'small': dict(stage1='tiny', stage1_tokens=500_000, max_vocab=8000, bs=32, bptt=70, lm_epochs=1, lm_lr=1e-2, drop_mult=0.3, frac=1.0,
-                  clas_epochs=8, low_epochs=10, low_bs=16, clas_lr=2e-2),
-    'tiny':  dict(stage1='tiny', stage1_tokens=60_000,  max_vocab=4000, bs=32, bptt=40, lm_epochs=1, lm_lr=1e-2, drop_mult=0.3, frac=0.3,
-                  clas_epochs=6, low_epochs=8, low_bs=16, clas_lr=2e-2, stage1_epochs=1),
+    'small': dict(stage1='tiny', stage1_tokens=500_000, frac=1.0),
+    'tiny':  dict(stage1='tiny', stage1_tokens=60_000, stage1_epochs=1, frac=0.3),
 }
 
 # %% ../nbs/08_demo.ipynb #ecc820e5
-def _lm_dls(df, preset, seed):
-    "LM DataLoaders over all non-test text of `df` (labelled or not), tokenized once and cached"
-    return lm_dls(df[df.split != 'test'], bs=preset['bs'], bptt=preset['bptt'], max_vocab=preset['max_vocab'], seed=seed)
+def _lm_text(df):
+    "The text Stage 2 reads: every non-test article, labelled or not (the paper's semi-supervised setting)"
+    return df[df.split != 'test'][['text']]
 
-def _clas_dls(df, vocab, preset):
-    "Classifier DataLoaders on the labelled training and validation articles, with the LM's vocabulary"
-    d = df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid')
-    return clas_dls(d, vocab=vocab, valid_col='is_valid', bs=preset['bs'], bptt=preset['bptt'])
+def _labelled(df):
+    "The labelled training and validation articles, with the fixed split as an `is_valid` column"
+    return df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid')
 
 # %% ../nbs/08_demo.ipynb #d34a5dcc
 def _timed(f, *args, **kwargs):
     "Run `f` and return its result and the seconds it took"
     t = time.perf_counter(); r = f(*args, **kwargs)
     return r, time.perf_counter() - t
-
-def _stage2(df, preset, seed, pretrained, config):
-    "Stage 2: fine-tune the Stage-1 LM on all non-test text (labelled and unlabelled); returns the learner"
-    learn = lm_learner(_lm_dls(df, preset, seed), config=config, pretrained=pretrained, drop_mult=preset['drop_mult'], metrics=[accuracy, Perplexity()])
-    return finetune_lm(learn, preset['lm_epochs'], lr=preset['lm_lr'])
 
 # %% ../nbs/08_demo.ipynb #7c562cd9
 def _wikitext_valid():
@@ -108,34 +100,29 @@ def _pretrain(src, preset, seed, key):
 
 # %% ../nbs/08_demo.ipynb #9dc867d9
 def _stage1(df, preset, seed, bundle=None, corpus=None, key='demo'):
-    "Find or make the Stage-1 LM: returns (`pretrained` for `lm_learner`, its AWD-LSTM sizes, a one-line description)"
+    "Find or make the Stage-1 LM: returns (`pretrained` for `stage2`, a one-line description)"
     s1 = find_stage1(bundle=bundle, corpus=corpus, key=key)
-    if s1.kind == 'wt103': return 'wt103', None, s1.desc
-    if s1.kind in ('bundle', 'cache'): path, desc = s1.path, s1.desc
-    elif s1.kind == 'corpus': path, desc = _pretrain(s1.path, preset, seed, key), f"pretrained on {s1.path}"
-    else:
-        print("Stage 1: no general-domain corpus is available, so the LM is pretrained on the task's own training text.")
-        texts = df[df.split != 'test'].text.tolist()
-        path, desc = _pretrain(tokenize_corpus(texts), preset, seed, key), "pretrained on the task's own text (no general corpus)"
-    awd = load_bundle(path).config['awd_lstm']
-    return path, {k: awd[k] for k in ('emb_sz', 'n_hid', 'n_layers')}, desc
+    if s1.kind == 'wt103': return 'wt103', s1.desc
+    if s1.kind in ('bundle', 'shipped', 'cache'): return s1.path, s1.desc
+    if s1.kind == 'corpus': return _pretrain(s1.path, preset, seed, key), f"pretrained on {s1.path}"
+    print("Stage 1: no general-domain corpus is available, so the LM is pretrained on the task's own training text.")
+    texts = df[df.split != 'test'].text.tolist()
+    return _pretrain(tokenize_corpus(texts), preset, seed, key), "pretrained on the task's own text (no general corpus)"
 
 # %% ../nbs/08_demo.ipynb #11e301ad
-def _stage3(df, lm, preset, config):
-    "Stage 3: classifier from the fine-tuned LM with the ULMFiT recipe; returns the learner and its test accuracy"
-    dls = _clas_dls(df, lm.dls.vocab, preset)
-    clas = clas_learner(dls, encoder=lm, config=config, drop_mult=preset['drop_mult'])
-    train_classifier(clas, preset['clas_epochs'], lr=preset['clas_lr'])
-    test_dl = dls.test_dl(df[df.split == 'test'].text)
-    preds = clas.get_preds(dl=test_dl)[0].argmax(1)
-    acc = float((np.array(dls.vocab[1])[preds.numpy()] == df[df.split == 'test'].label.values).mean())
-    return clas, acc
+def _stage3(df, lm, seed):
+    "Stage 3 with the package's defaults on the labelled articles of `df`; returns the run and its test accuracy"
+    run = stage3(_labelled(df), lm, valid_col='is_valid', seed=seed)
+    te = df[df.split == 'test']
+    pred = predict_texts(run.learn, te.text.tolist(), progress=False)
+    return run, float((pred.label.astype(str).values == te.label.astype(str).values).mean())
 
 # %% ../nbs/08_demo.ipynb #9f69fdde
 def _table(rows):
     "Markdown table of the demo's results"
-    lines = ['| setting | labelled train articles | ULMFiT test acc | TF-IDF + LR test acc | Stage 3 time |', '|---|---|---|---|---|']
-    return '\n'.join(lines + [f"| {r['setting']} | {r['n_labels']} | {r['ulmfit_acc']:.3f} | {r['tfidf_acc']:.3f} | {r['stage3_s']:.0f} s |" for r in rows])
+    lines = ['| setting | labelled train articles | ULMFiT test acc | TF-IDF + LR test acc | head lr (finder) | epoch kept / run / budget | Stage 3 time |',
+             '|---|---|---|---|---|---|---|']
+    return '\n'.join(lines + [f"| {r['setting']} | {r['n_labels']} | {r['ulmfit_acc']:.3f} | {r['tfidf_acc']:.3f} | {r['lr']:.3g} | {r['epochs']} | {r['stage3_s']:.0f} s |" for r in rows])
 
 # %% ../nbs/08_demo.ipynb #bb30f583
 def _subset(df, frac, seed):
@@ -143,40 +130,40 @@ def _subset(df, frac, seed):
     if frac >= 1: return df
     return df.groupby(['split', 'label'], group_keys=False).sample(frac=frac, random_state=seed).sort_index()
 
-def run_demo(out='runs/demo', # Output folder: metrics.json, results.md, plots
+_settings = {'all labels': 'clas', '20 labels per class': 'clas_20_per_class'}   # setting -> the folder its classifier is saved in
+
+def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the runs (lm/, clas/, clas_20_per_class/: bundles, plots, metrics)
              preset:str='small', # 'small' (what `make demo` runs) or 'tiny' (a quick check on a third of the articles)
              overwrite:bool=False, # Replace the results of an earlier run in `out`?
              seed:int=42, # Random seed
              stage1=None, # A Stage-1 bundle to use instead of searching for one
              corpus=None, # A general-domain corpus for Stage 1 (default `$ULMFIT_CORPUS` or the shared Gutenberg books)
             ) -> dict: # The metrics written to `out/metrics.json`
-    "The three ULMFiT stages on BBC News, all labels and 20 per class, against TF-IDF; prints and saves a results table"
-    out = Path(out); check_dest(out/'metrics.json', overwrite)
+    "The three ULMFiT stages on BBC News with the package's defaults, all labels and 20 per class, against TF-IDF; prints and saves a results table"
+    out = Path(out)
     if preset not in demo_presets: raise UlmfitError(f"Unknown preset {preset!r}: use one of {', '.join(demo_presets)}.")
+    check_dest(out/'metrics.json', overwrite); check_outputs(out/'lm', 'lm', overwrite)
+    for d in _settings.values(): check_outputs(out/d, 'classifier', overwrite)
     p = demo_presets[preset]; set_seed(seed)
     df = _subset(load_bbc_news(), p['frac'], seed)
-    (pre, cfg, s1_desc), t1 = _timed(_stage1, df, p, seed, stage1, corpus, f'demo-{preset}')
-    lm, t2 = _timed(_stage2, df, p, seed, pre, cfg)
+    (pre, s1_desc), t1 = _timed(_stage1, df, p, seed, stage1, corpus, f'demo-{preset}')
+    lm = stage2(_lm_text(df), pre, seed=seed)
+    lm.save(out/'lm', overwrite)
     rows = []
-    for setting, d, pp in [('all labels', df, p), ('20 labels per class', low_shot(df, 20, seed), {**p, 'clas_epochs': p['low_epochs'], 'bs': p['low_bs']})]:
-        (clas, acc), t3 = _timed(_stage3, d, lm, pp, cfg)
-        tr = d[d.split == 'train']
-        rows.append(dict(setting=setting, n_labels=len(tr), n_test=int((d.split == 'test').sum()), ulmfit_acc=acc, tfidf_acc=tfidf_baseline(tr, d[d.split == 'test']), stage3_s=t3))
-        if setting == 'all labels': _plots(lm, clas, out)
-    return _report(rows, dict(stage1_s=t1, stage2_s=t2), s1_desc, out, preset, seed)
+    for setting, d in [('all labels', df), ('20 labels per class', low_shot(df, 20, seed))]:
+        (run, acc), t3 = _timed(_stage3, d, lm, seed)
+        run.save(out/_settings[setting], overwrite)
+        tr, r = d[d.split == 'train'], run.report
+        rows.append(dict(setting=setting, n_labels=len(tr), n_test=int((d.split == 'test').sum()), ulmfit_acc=acc,
+                         tfidf_acc=tfidf_baseline(tr, d[d.split == 'test']), stage3_s=t3, lr=r.lr, epochs=f"{r.best_epoch}/{r.epochs_run}/{r.n_epoch}"))
+    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed)
 
 # %% ../nbs/08_demo.ipynb #ba182ba8
-def _plots(lm, clas, out):
-    "Save the LM and classifier learning-rate schedules and loss curves as PNGs in `out`"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, l in [('lm', lm), ('classifier', clas)]:
-        l.plot_group_lrs(); plt.title(f'{name}: learning rate of each layer group'); plt.savefig(out/f'{name}_lr_schedule.png', dpi=80); plt.close('all')
-        l.recorder.plot_loss(); plt.title(f'{name}: loss'); plt.savefig(out/f'{name}_loss.png', dpi=80); plt.close('all')
-
 def _report(rows, times, s1_desc, out, preset, seed):
     "Print the results table and write `metrics.json` and `results.md` in `out`"
     table = _table(rows) + (f"\n\nStage 1: {s1_desc} ({times['stage1_s']:.0f} s). Stage 2, LM fine-tuning on all non-test articles: "
-                            f"{times['stage2_s']:.0f} s. Test split: {rows[0]['n_test']} articles (the fixed split above).")
+                            f"{times['stage2_s']:.0f} s (epoch kept / run / budget: {times['stage2_epochs']}). Test split: {rows[0]['n_test']} articles (the fixed split above). "
+                            "Every training choice is the package's default.")
     metrics = dict(preset=preset, seed=seed, stage1=s1_desc, **times, rows=rows, versions=versions())
     with atomic_path(out/'metrics.json') as f: f.write_text(json.dumps(metrics, indent=2, default=str))
     with atomic_path(out/'results.md') as f: f.write_text(table + '\n')

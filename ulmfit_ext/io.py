@@ -11,11 +11,12 @@ from fastai.text.all import *
 from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'normalize_keys', 'sd_kind', 'infer_config', 'check_compatible', 'LoadReport',
-           'load_weights', 'encoder_of', 'encoder_state', 'load_encoder_weights', 'RemapReport', 'remap_embeddings',
-           'read_itos', 'read_weights', 'wt103_files', 'load_pretrained_lm', 'model_kind', 'model_config',
-           'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest', 'verify_bundle',
-           'Bundle', 'load_bundle', 'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'shipped_models', 'normalize_keys', 'sd_kind', 'infer_config', 'check_compatible',
+           'LoadReport', 'load_weights', 'encoder_of', 'encoder_state', 'load_encoder_weights', 'RemapReport',
+           'remap_embeddings', 'read_itos', 'read_weights', 'wt103_files', 'load_pretrained_lm', 'model_kind',
+           'model_config', 'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest',
+           'verify_bundle', 'Bundle', 'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained',
+           'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
 
 # %% ../nbs/04_io.ipynb #a57616bc
 def _raw_name(k):
@@ -476,7 +477,8 @@ def _check_target(path, overwrite):
 def _write_files(d, model, vocab, cfg, tokenizer, metrics, data_desc):
     "Write all bundle files into the folder `d`"
     sd = model.state_dict() if cfg['kind'] != 'encoder' else encoder_of(model).state_dict()
-    torch.save({k: v.detach().cpu() for k,v in sd.items()}, d/'weights.pth')
+    half = cfg.get('weights_dtype') == 'float16'
+    torch.save({k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()) for k,v in sd.items()}, d/'weights.pth')
     _dump_json(d/'vocab.json', list(vocab))
     _dump_json(d/'config.json', cfg)
     spec = tokenizer_spec(tokenizer)
@@ -499,6 +501,7 @@ def save_bundle(path, # The bundle folder to create
                 data_desc=None, # A description of the training data for provenance.json
                 backwards:bool=False, # Was the model trained on reversed text?
                 bptt:int=None, # Sequence length used in training (a classifier's own `seq_len` is recorded anyway)
+                half:bool=False, # Store the weights as float16 (half the size; loaded back as float32)
                 overwrite:bool=False, # Replace an existing bundle at `path`?
                ) -> Path:
     "Save a model with its vocabulary, tokenizer, configuration and provenance into the folder `path`, atomically (see `atomic_dir`)"
@@ -508,7 +511,7 @@ def save_bundle(path, # The bundle folder to create
     if cfg['kind'] == 'classifier' and labels is not None and len(labels) != cfg['clas_head']['n_class']:
         raise UlmfitError(f"{len(labels)} labels were given but the classifier has {cfg['clas_head']['n_class']} outputs.")
     cfg.update(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, labels=None if labels is None else list(labels),
-               backwards=bool(backwards), bptt=bptt, extra=config or {})
+               backwards=bool(backwards), bptt=bptt, extra=config or {}, weights_dtype='float16' if half else 'float32')
     with atomic_dir(path, overwrite) as tmp: _write_files(tmp, model, vocab, cfg, tokenizer, metrics, data_desc)
     return path
 
@@ -613,8 +616,33 @@ def load_bundle(path, # A folder written by `save_bundle`
         raise UlmfitError(f"The bundle {path} holds a {_KIND_NAMES.get(cfg.get('kind'), cfg.get('kind'))}, but a {' or '.join(_KIND_NAMES.get(k, k) for k in kinds)} bundle is needed here.")
     tok = _read_json(path/'tokenizer.json') if (path/'tokenizer.json').exists() else None
     sd = read_weights(path/'weights.pth')
+    if cfg.get('weights_dtype') == 'float16': sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}   # stored half, used as float32
     _check_consistent(path, cfg, vocab, sd)
     return Bundle(path, cfg, vocab, tok, prov, sd)
+
+# %% ../nbs/04_io.ipynb #4c8a48f1
+shipped_models = {}   # name -> dict(fwd=digest, bwd=digest, card=...): filled in where the package ships its own Stage-1 LMs
+
+def models_dir() -> Path:
+    "The folder of the pretrained models shipped inside the package"
+    return Path(__file__).resolve().parent/'models'
+
+def shipped_bundle(name:str, # A key of `shipped_models`
+                   backwards:bool=False, # The backward model?
+                  ) -> Path:
+    "The verified bundle folder of the package's own pretrained LM `name` (forward or backward)"
+    if name not in shipped_models: raise UlmfitError(f"{name!r} is not one of the package's pretrained models ({', '.join(map(repr, shipped_models)) or 'none is installed'}).")
+    d = 'bwd' if backwards else 'fwd'
+    p = models_dir()/name/d
+    if not p.is_dir(): raise UlmfitError(f"The {'backward' if backwards else 'forward'} model of {name!r} is missing from {p.parent}: reinstall ulmfit_ext.")
+    verify_bundle(p, shipped_models[name][d])
+    return p
+
+def resolve_pretrained(pretrained, # `None`, 'wt103', a name of `shipped_models`, or a bundle folder
+                       backwards:bool=False, # Which direction of a shipped model
+                      ):
+    "`pretrained` with a shipped model's name replaced by its verified bundle folder"
+    return shipped_bundle(pretrained, backwards) if isinstance(pretrained, str) and pretrained in shipped_models else pretrained
 
 # %% ../nbs/04_io.ipynb #b202a81c
 def _text_tfms(dls):

@@ -8,7 +8,9 @@ import difflib, inspect, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, check_int, available_memory
 from .splitters import lm_splitter, clas_splitter
-from .schedules import _fit_lrs  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
+from .io import resolve_pretrained
+from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
+from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
 # %% auto #0
 __all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'tiny_cfg', 'lm_variants', 'clas_variants', 'ulmfit_opt',
@@ -98,8 +100,8 @@ def _check_model_args(cfg:dict, drop_mult, vocab_sz:int, kind:str):
 def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fastai's with `is_lm=True`)
                arch=AWD_LSTM, # Encoder architecture (fastai's `AWD_LSTM`)
                config:dict=None, # Changes to `ulmfit_lm_config` (e.g. `dict(n_hid=1150)`)
-               drop_mult:float=1., # Multiplier for every dropout probability
-               pretrained=None, # None (random init), 'wt103' (fastai's WikiText-103 weights) or a bundle directory
+               drop_mult:float=None, # Multiplier for every dropout probability; `None`: `auto_drop_mult` of the hidden size (1, the paper's, at 1152)
+               pretrained=None, # None or False (random init), 'wt103' (fastai's WikiText-103 weights), a name of `shipped_models` or a bundle directory (its sizes are used)
                pretrained_path=None, # With `pretrained='wt103'`: a local folder holding fastai's weights and vocab
                order:str='paper', # Layer-group order: 'paper' (embedding lowest) or 'fastai'
                opt_func=ulmfit_opt, # Optimizer: Adam with the paper's betas
@@ -110,11 +112,15 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
                **kwargs
               ) -> LMLearner:
     "An AWD-LSTM language-model learner with the paper's defaults and layer groups; unfrozen, ready for Stage 2"
-    vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **(config or {})}
+    if pretrained is False: pretrained = None   # fastai's spelling of "no pretrained weights"
+    pretrained = resolve_pretrained(pretrained, ifnone(backwards, _is_backwards(dls)))
+    vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **_bundle_sizes(pretrained), **(config or {})}
+    drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'lm')
     model = get_language_model(arch, len(vocab), config=cfg, drop_mult=drop_mult)
     learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=partial(lm_splitter, order=order),
                       opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, **kwargs)
+    learn.drop_mult = drop_mult
     if pretrained is not None: _load_pretrained_lm(learn, pretrained, pretrained_path, ifnone(backwards, _is_backwards(dls)))
     return learn
 
@@ -131,6 +137,20 @@ def _load_pretrained_lm(learn, pretrained, path, backwards):
     from ulmfit_ext import io
     src = Path(pretrained) if is_bundle else 'wt103'
     return io.load_pretrained_lm(learn, source=src, backwards=backwards, path=path, freeze=False)
+
+# %% ../nbs/05_learner.ipynb #e162d245
+def _read_config(folder) -> dict:
+    "The `config.json` of the bundle in `folder` (only its sizes are read here; `load_bundle` verifies the whole bundle when the weights load)"
+    import json
+    f = Path(folder)/'config.json'
+    try: return json.loads(f.read_text())
+    except (OSError, ValueError) as e: raise UlmfitError(f"{f} cannot be read ({e}): pass the folder `save_bundle` wrote.") from None
+
+def _bundle_sizes(pretrained) -> dict:
+    "The AWD-LSTM sizes (`emb_sz`, `n_hid`, `n_layers`) recorded in the bundle `pretrained`; empty for anything else"
+    if not isinstance(pretrained, (str, Path)) or pretrained == 'wt103' or not (Path(pretrained)/'config.json').is_file(): return {}
+    awd = _read_config(pretrained).get('awd_lstm', {})
+    return {k: awd[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in awd}
 
 # %% ../nbs/05_learner.ipynb #8229da16
 def _encoder_of(model):
@@ -174,8 +194,8 @@ def _check_head_args(n_out, lin_ftrs, ps, bptt, max_len):
 def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary is the encoder's
                  encoder=None, # A fine-tuned `LMLearner`, an encoder `.pth` file, a bundle directory, or None (from scratch)
                  arch=AWD_LSTM, # Encoder architecture (fastai's `AWD_LSTM`)
-                 config:dict=None, # Changes to `ulmfit_clas_config` (must agree with the encoder's sizes)
-                 drop_mult:float=1., # Multiplier for every dropout probability (fastai's default 0.5 halves the paper's)
+                 config:dict=None, # Changes to `ulmfit_clas_config`; the sizes default to the encoder's
+                 drop_mult:float=None, # Multiplier for every dropout probability; `None`: `auto_drop_mult` of the hidden size (1 at the paper's size)
                  n_out:int=None, # Number of outputs; default: the number of classes in `dls`
                  lin_ftrs:list=None, # Hidden sizes of the head; default the paper's `[50]`
                  ps:list=None, # Dropouts of the head's hidden layers; default fastai's `[0.1]`
@@ -187,18 +207,23 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
                  alpha:float=2., # AR regularisation
                  beta:float=1., # TAR regularisation
                  metrics=accuracy, # fastai metrics
+                 pretrained:bool=None, # fastai's switch: `False` is the same as `encoder=None`
                  **kwargs
                 ) -> TextLearner:
     "An AWD-LSTM classifier learner (concat pooling, 50-unit head) on an encoder from Stage 2, a file, or nothing"
     check_args(n_out=n_out)
-    vocab, n_out, cfg = _text_vocab(dls), ifnone(n_out, get_c(dls)), {**ulmfit_clas_config, **(config or {})}
+    if pretrained is True: raise UlmfitError("`pretrained=True` is fastai's way to load WikiText-103 into the classifier; here the encoder comes from Stage 2: pass `encoder=` (an LM learner, an encoder file or a bundle).")
+    if pretrained is False and encoder is not None: raise UlmfitError("`pretrained=False` asks for a classifier without a pretrained encoder, but `encoder=` was given: pass one or the other.")
+    vocab, n_out = _text_vocab(dls), ifnone(n_out, get_c(dls))
+    cfg = {**ulmfit_clas_config, **_encoder_sizes(encoder), **(config or {})}
+    drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if not n_out: raise UlmfitError("The number of classes could not be read from `dls`: pass `n_out=`.")
     _check_head_args(n_out, lin_ftrs, ps, bptt, max_len)
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'classifier')
     model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config=cfg, drop_mult=drop_mult,
                                 lin_ftrs=ifnone(lin_ftrs, [50]), ps=ps, max_len=max_len, y_range=y_range)
     learn = TextLearner(dls, model, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, metrics=metrics, **kwargs)
-    learn.encoder_source = _attach_encoder(learn, encoder, vocab)
+    learn.drop_mult, learn.encoder_source = drop_mult, _attach_encoder(learn, encoder, vocab)
     return learn
 
 # %% ../nbs/05_learner.ipynb #ff8b4403
@@ -228,6 +253,22 @@ def _check_vocab_size(vocab, state, p):
     if n is not None and n != len(vocab):
         raise UlmfitError(f"The encoder in {p} has {n} embedding rows but the classifier's vocabulary has {len(vocab)} tokens: "
                           "they come from different vocabularies. Use the LM's vocabulary for the classifier data (`clas_dls(..., vocab=dls_lm.vocab)`).")
+
+# %% ../nbs/05_learner.ipynb #b1b6bcef
+def _encoder_sizes(encoder) -> dict:
+    "The AWD-LSTM sizes of `encoder` (an LM learner, a bundle folder or an encoder `.pth`); empty for `None`"
+    if encoder is None: return {}
+    if isinstance(encoder, Learner):
+        enc = _encoder_of(encoder.model)
+        return {k: getattr(enc, k) for k in ('emb_sz', 'n_hid', 'n_layers') if hasattr(enc, k)}
+    p = Path(encoder)
+    if p.is_dir(): return _bundle_sizes(p)
+    if p.is_file():
+        from ulmfit_ext.io import infer_config
+        try: cfg = infer_config(torch.load(p, map_location='cpu', weights_only=True))
+        except Exception: return {}   # `_attach_encoder` reports what is wrong with the file
+        return {k: cfg[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in cfg}
+    return {}
 
 # %% ../nbs/05_learner.ipynb #040e4d05
 lm_variants = {  # Table 6: how the LM is fine-tuned (None: not at all)
@@ -260,22 +301,58 @@ def _fit_shape(learn, n_epoch, lrs, sched, cut_frac=0.1, ratio=32, **kwargs):
     _fit_lrs(learn, n_epoch, lrs, sched, cut_frac, ratio, **kwargs)
 
 # %% ../nbs/05_learner.ipynb #68734dd0
+def _epoch_tokens(dl) -> int:
+    "Tokens in one epoch of the training loader `dl` (exact for `clas_dls`/`lm_dls`, estimated from batches otherwise)"
+    res = getattr(dl, 'res', None)   # `SortedDL`: the length of every document
+    if res is not None and len(res): return int(np.sum(res))
+    return len(dl) * dl.bs * getattr(dl, 'seq_len', 72)
+
+def _top_n_hid(learn) -> int:
+    "Hidden size of the learner's AWD-LSTM (the paper's 1152 if it cannot be read)"
+    return getattr(_encoder_of(learn.model), 'n_hid', 1152)
+
+def _selection(learn, report, keep, patience, n_thaw, auto_epochs, cut_frac):
+    "The `BestEpoch` callback of a recipe (scores every epoch; `None` without a validation set and `keep='last'`), stopping early when the budget was automatic"
+    _check_name('keep', keep, ('best', 'last'))
+    if not len(learn.dls.valid):
+        if keep == 'last': return None
+        raise UlmfitError("`keep='best'` picks the best epoch on the validation set, but it is empty: give the DataLoaders a validation split, or pass `keep='last'`.")
+    if patience == 'auto': patience = auto_patience(report.n_epoch) if auto_epochs else None
+    if patience is not None: check_int('patience', patience, 1, hint='It is how many epochs without a new best end the run; pass None to train the whole budget.')
+    return BestEpoch(report, patience=patience, min_epoch=auto_min_epoch(report.n_epoch, n_thaw, cut_frac))
+
+def _fit_selected(learn, report, sel, fit, cbs, keep):
+    "Run `fit(cbs)` with the selection callback `sel` added, then (`keep='best'`) put the best epoch's weights back"
+    learn.fit_report = report
+    fit(L(cbs) + ([sel] if sel else []))
+    if sel and keep == 'best': sel.restore()
+    if sel: print(report)
+    return learn
+
 def finetune_lm(learn:LMLearner, # A language-model learner (`lm_learner`)
-                n_epoch:int, # Epochs (the paper: 15 on TREC-6-sized data, more on large corpora)
-                lr:float=4e-3, # Learning rate of the top group (the paper's 0.004)
+                n_epoch:int=None, # Epochs; `None`: `lm_epochs` of the training text (about 1M tokens), with early stopping
+                lr:float=None, # Rate of the top group; `None`: `auto_lm_lr` of the hidden size (the paper's 0.004 at 1152)
                 variant:str='full+discr+stlr', # A row of Table 6: 'none', 'full', 'full+discr', 'full+discr+stlr'
                 factor:float=2.6, # Discriminative factor between adjacent groups
                 cut_frac:float=0.1, # STLR: fraction of iterations spent increasing the LR
                 ratio:float=32, # STLR: how much smaller the lowest LR is than the peak
-                **kwargs # Passed to the fit (`cbs`, `wd`, ...)
+                keep:str='best', # Weights kept: 'best' (lowest validation loss of any epoch) or 'last'
+                patience='auto', # Early stopping: epochs without a better validation loss; 'auto': `auto_patience` when `n_epoch` is automatic
+                cbs=None, # Extra callbacks for the fit
+                **kwargs # Passed to the fit (`wd`, ...)
                ) -> LMLearner:
-    "Stage 2: fine-tune the whole language model on the target task's text with discriminative LRs and STLR"
+    "Stage 2: fine-tune the whole language model on the target task's text with discriminative LRs and STLR, keeping the best epoch"
     v = _variant(lm_variants, variant, 'LM fine-tuning')
-    check_range('n_epoch', n_epoch, lo=1)
+    if n_epoch is not None: check_range('n_epoch', n_epoch, lo=1)
     if v is None: return learn
+    report = FitReport('valid_loss')
+    report.n_epoch = ifnone(n_epoch, lm_epochs(_epoch_tokens(learn.dls.train)))
+    report.lr, report.lr_source = (lr, 'given') if lr is not None else (auto_lm_lr(_top_n_hid(learn)), 'auto_lm_lr')
+    check_args(lr=report.lr)
+    sel = _selection(learn, report, keep, patience, 0, n_epoch is None, cut_frac)
     learn.unfreeze()
-    _fit_shape(learn, n_epoch, learn.discr_lrs(lr, factor if v['discr'] else 1.), v['sched'], cut_frac, ratio, **kwargs)
-    return learn
+    lrs = learn.discr_lrs(report.lr, factor if v['discr'] else 1.)
+    return _fit_selected(learn, report, sel, lambda c: _fit_shape(learn, report.n_epoch, lrs, v['sched'], cut_frac, ratio, cbs=c, **kwargs), cbs, keep)
 
 # %% ../nbs/05_learner.ipynb #783dda59
 def _check_scratch(learn, variant):
@@ -285,24 +362,43 @@ def _check_scratch(learn, variant):
                           f"{learn.encoder_source}. Build it with `clas_learner(dls, encoder=None)`.")
 
 # %% ../nbs/05_learner.ipynb #b4ac62be
+def _n_thaw(how, schedule, n_groups) -> int:
+    "Epochs before every layer group trains, for a Table-7 `how` and gradual-unfreezing `schedule`"
+    if how == 'gradual': return n_groups if schedule == 'paper' else len(_script_stages(n_groups, 99)) - 1
+    return n_groups if how == 'chain-thaw' else 0
+
 def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
-                     n_epoch:int, # Epochs; with gradual unfreezing at least one per layer group (the paper: 50 with early stopping)
-                     lr:float=None, # Learning rate of the top group; default the paper's for `variant` (0.01 with discr, else 0.001)
+                     n_epoch:int=None, # Epochs; `None`: `clas_epochs` of the data (about 1,500 steps), with early stopping
+                     lr=None, # Rate of the top group; `None`: `head_lr` (lr_find on the head); 'paper': the paper's rate for `variant`
                      variant:str='ulmfit', # A row of Table 7 (see `clas_variants`)
                      factor:float=2.6, # Discriminative factor between adjacent groups
                      schedule:str='paper', # Gradual unfreezing: 'paper' (one STLR over the run) or 'scripts' (STLR restarted per stage)
                      cut_frac:float=0.1, # STLR: fraction of iterations spent increasing the LR
                      ratio:float=32, # STLR: how much smaller the lowest LR is than the peak
-                     **kwargs # Passed to the fit (`cbs`, `wd`, ...)
+                     keep:str='best', # Weights kept: 'best' (best validation accuracy of any epoch) or 'last'
+                     monitor:str='accuracy', # The validation score that picks the epoch kept
+                     patience='auto', # Early stopping: epochs without a new best; 'auto': `auto_patience` when `n_epoch` is automatic
+                     cbs=None, # Extra callbacks for the fit
+                     **kwargs # Passed to the fit (`wd`, ...)
                     ) -> TextLearner:
-    "Stage 3: fine-tune the classifier with gradual unfreezing, discriminative LRs and STLR (or an ablation variant)"
+    "Stage 3: fine-tune the classifier with gradual unfreezing, discriminative LRs and STLR (or an ablation variant), keeping the best epoch"
     v = _variant(clas_variants, variant, 'classifier')
-    check_range('n_epoch', n_epoch, lo=1)
+    if n_epoch is not None: check_range('n_epoch', n_epoch, lo=1)
     _check_scratch(learn, variant)
-    lr, f = ifnone(lr, v['lr']), (factor if v['discr'] else 1.)
-    if v['how'] == 'gradual':
-        learn.fit_gradual(n_epoch, lr=lr, factor=f, schedule=schedule, sched=v['sched'], cut_frac=cut_frac, ratio=ratio, **kwargs)
-    elif v['how'] == 'chain-thaw': learn.fit_chain_thaw(lr_last=lr, lr_other=lr/10, n_epoch_all=n_epoch, **kwargs)
-    elif v['how'] == 'last': learn.freeze(); _fit_shape(learn, n_epoch, learn.discr_lrs(lr, 1.), 'const', **kwargs)
-    else: learn.unfreeze(); _fit_shape(learn, n_epoch, learn.discr_lrs(lr, f), v['sched'], cut_frac, ratio, **kwargs)
-    return learn
+    n_groups = _n_groups(learn)
+    report = FitReport(monitor)
+    report.n_epoch = ifnone(n_epoch, clas_epochs(len(learn.dls.train), _epoch_tokens(learn.dls.train), n_groups))
+    if v['how'] == 'gradual':   # before the learning-rate search: a budget too short for gradual unfreezing fails at once
+        _check_epochs(report.n_epoch, n_groups if schedule == 'paper' else len(_script_stages(n_groups, report.n_epoch)), n_groups, schedule)
+    sel = _selection(learn, report, keep, patience, _n_thaw(v['how'], schedule, n_groups), n_epoch is None, cut_frac)
+    if lr is None: report.lr, report.lr_source = head_lr(learn, report=report), 'head_lr'
+    else: report.lr, report.lr_source = (v['lr'], 'paper') if lr == 'paper' else (lr, 'given')
+    check_args(lr=report.lr)
+    lr, f, n = report.lr, (factor if v['discr'] else 1.), report.n_epoch
+    def fit(c):
+        if v['how'] == 'gradual':
+            learn.fit_gradual(n, lr=lr, factor=f, schedule=schedule, sched=v['sched'], cut_frac=cut_frac, ratio=ratio, cbs=c, **kwargs)
+        elif v['how'] == 'chain-thaw': learn.fit_chain_thaw(lr_last=lr, lr_other=lr/10, n_epoch_all=n, cbs=c, **kwargs)
+        elif v['how'] == 'last': learn.freeze(); _fit_shape(learn, n, learn.discr_lrs(lr, 1.), 'const', cbs=c, **kwargs)
+        else: learn.unfreeze(); _fit_shape(learn, n, learn.discr_lrs(lr, f), v['sched'], cut_frac, ratio, cbs=c, **kwargs)
+    return _fit_selected(learn, report, sel, fit, cbs, keep)

@@ -16,8 +16,8 @@ from .learner import lm_learner
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
 # %% auto #0
-__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'EpochCheckpoint', 'checkpoints', 'load_checkpoint',
-           'PretrainResult', 'pretrain_lm', 'Stage1', 'find_stage1']
+__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'word_perplexity', 'EpochCheckpoint', 'checkpoints',
+           'load_checkpoint', 'PretrainResult', 'pretrain_lm', 'Stage1', 'find_stage1']
 
 # %% ../nbs/07_pretrain.ipynb #06aa2284
 pretrain_presets = {
@@ -93,6 +93,35 @@ def fix_wikitext(t:str) -> str:
     "Undo WikiText's ` @-@ `-style escapes and write its `<unk>` as fastai's `xxunk` (a pre-tokenization rule)"
     for a, b in ((' @-@ ', '-'), (' @,@ ', ','), (' @.@ ', '.'), ('<unk>', UNK)): t = t.replace(a, b)
     return t
+
+# %% ../nbs/07_pretrain.ipynb #94f2ee6d
+def word_perplexity(lm, # An LM bundle folder, a name of `io.shipped_models`, or a `Bundle`
+                    path, # A text file, one paragraph (or heading) a line, e.g. WikiText-2's test.txt
+                    rules=None, # Pre-tokenization rules run before the tokenizer's own; default `[fix_wikitext]`
+                    bs:int=16, # Parallel streams
+                    bptt:int=70, # Tokens per forward call
+                   ) -> dict: # perplexity (per word), tokens_per_word, n_words, n_tokens
+    "Perplexity per word of the text in `path` under the language model `lm`, comparable across tokenizers (word or SentencePiece)"
+    from ulmfit_ext.io import Bundle, load_bundle, resolve_pretrained
+    b = lm if isinstance(lm, Bundle) else load_bundle(resolve_pretrained(lm), kinds=('lm',))
+    m, t = b.build_model().eval(), b.build_tokenizer()
+    tok = Tokenizer(t.tok, rules=[*ifnone(rules, [fix_wikitext]), *t.rules], sep=t.sep)
+    lines = [l for l in Path(path).read_text(encoding='utf-8').splitlines() if l.strip()]
+    if not lines: raise UlmfitError(f"{path} holds no text.")
+    n_words = sum(len(l.split()) + 1 for l in lines)
+    o2i = {v: i for i, v in enumerate(b.vocab)}; unk = o2i.get(UNK, 0)
+    ids = torch.tensor([o2i.get(w, unk) for l in progress_bar(lines, leave=False) for w in tok(l)])
+    if b.config.get('backwards'): ids = ids.flip(0)
+    n = (len(ids) - 1) // bs * bs
+    if n < bs: raise UlmfitError(f"{path} is too short to measure ({len(ids)} tokens for {bs} streams).")
+    x, y = ids[:n].view(bs, -1), ids[1:n + 1].view(bs, -1)
+    nll = 0.; m.reset()
+    with torch.inference_mode():
+        for i in range(0, x.shape[1], bptt):
+            o = m(x[:, i:i + bptt])[0]
+            nll += F.cross_entropy(o.reshape(-1, o.shape[-1]), y[:, i:i + bptt].reshape(-1), reduction='sum').item()
+    w = n_words * n / len(ids)   # the words of the predicted part of the stream
+    return dict(perplexity=math.exp(nll / w), tokens_per_word=len(ids) / n_words, n_words=n_words, n_tokens=len(ids))
 
 # %% ../nbs/07_pretrain.ipynb #e1a7ee20
 def _ckpt_name(n_done:int) -> str: return f'epoch_{n_done:03d}.pth'
@@ -448,6 +477,15 @@ def _named_bundle(bundle):
     if p is None: raise UlmfitError(f"`bundle`={str(bundle)!r} is not a ulmfit_ext bundle folder (no config.json of a bundle there or in its bundle/). Pass the folder `pretrain_lm` or `save_lm_bundle` wrote, or leave `bundle=None`.")
     return Stage1('bundle', p, f"the bundle you named, {p}")
 
+def _shipped(backwards, shipped):
+    "(b) The package's own pretrained LM (`io.shipped_models`), or the reason it is not used"
+    from ulmfit_ext.io import shipped_models, shipped_bundle
+    if not shipped: return "the package's own pretrained LMs are off (`shipped=False`)"
+    if not shipped_models: return "this installation ships no pretrained LM"
+    name = next(iter(shipped_models))
+    p = shipped_bundle(name, backwards)
+    return Stage1('shipped', p, f"the package's own pretrained {'backward' if backwards else 'forward'} LM {name!r} ({p})")
+
 def _cached_bundle(key):
     "(b) A bundle cached under `cache_dir('stage1', key)`, or the reason there is none"
     d = cache_dir('stage1', key, create=False)
@@ -478,6 +516,7 @@ def _corpus(corpus):
 # %% ../nbs/07_pretrain.ipynb #c85007b4
 def find_stage1(bundle=None, # A bundle folder to use (or a `pretrain_lm` output folder holding `bundle/`)
                 corpus=None, # A general-domain corpus to pretrain on if no model is found
+                shipped:bool=True, # Use the package's own pretrained LM (`io.shipped_models`) when there is one
                 cache:bool=True, # Look for a bundle cached under `cache_dir('stage1', key)`
                 allow_download:bool=True, # Try to download fastai's WikiText-103 weights
                 backwards:bool=False, # Look for the backward model
@@ -485,9 +524,9 @@ def find_stage1(bundle=None, # A bundle folder to use (or a `pretrain_lm` output
                 timeout:float=5., # Seconds to wait for the download server
                 verbose:bool=True, # Print the choice and the reasons for skipping the earlier options
                ) -> Stage1:
-    "Pick the Stage-1 language model: a named bundle, a cached bundle, fastai's WT103 weights, a corpus to pretrain on, or none"
+    "Pick the Stage-1 language model: a named bundle, the package's own, a cached bundle, fastai's WT103 weights, a corpus to pretrain on, or none"
     skipped = []
-    tries = [lambda: _named_bundle(bundle) if bundle is not None else "no `bundle=` given",
+    tries = [lambda: _named_bundle(bundle) if bundle is not None else "no `bundle=` given", lambda: _shipped(backwards, shipped),
              lambda: _cached_bundle(ifnone(key, 'bwd' if backwards else 'fwd')) if cache else "the cache is off (`cache=False`)",
              lambda: _wt103(backwards, allow_download, timeout), lambda: _corpus(corpus)]
     for t in tries:
