@@ -340,7 +340,7 @@ def trained():
     df = _toy_df(200)
     dls = clas_dls(df, vocab=lm_dls(df, bs=16, bptt=10, **DKW).vocab, valid_col='is_valid', bs=16, bptt=10, **DKW)
     torch.manual_seed(0)
-    learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10)
+    learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10, drop_mult=1.)   # the paper's dropouts, not the size-scaled default
     with learn.no_bar(), learn.no_logging(): learn.fit(4, 1e-2)
     return learn
 
