@@ -66,7 +66,7 @@ class BestEpoch(Callback):
         if not m.get('diverged') and (not best or _score(m, mon) > _score(best, mon)):
             self.report.best_epoch = self.n
             self.state = {k: v.detach().clone() for k, v in self.mdl.state_dict().items()}
-        elif (self.patience and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
+        elif (self.patience and not getattr(self.learn, 'replaying', False) and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
               and self.n - max(self.report.best_epoch or 0, self.min_epoch) >= self.patience):
             self.report.stopped_early = True
             raise CancelFitException()

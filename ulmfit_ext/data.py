@@ -797,14 +797,14 @@ def _targets(df, label_col, label_delim=None, regression=False) -> tuple:
         if len(cols) > 1 or label_delim: raise UlmfitError(f"A regression has one numeric target column; `label_col`={label_col!r}" + (" and `label_delim`" if label_delim else '') + " ask for a multi-label classifier.")
         y = _numbers(df, cols[0])
         strata = pd.qcut(y, q=min(10, max(len(y)//2, 1)), labels=False, duplicates='drop') if len(np.unique(y)) > 1 else np.zeros(len(y), int)
-        return y, strata, RegressionBlock(), dict(type='regression', target=cols[0])
+        return y, strata, RegressionBlock(), dict(type='regression', target=cols[0])   # the target is the label column
     if len(cols) > 1:
         y = _flag_lists(df, cols)
         return y, [';'.join(l) for l in y], MultiCategoryBlock(vocab=cols), dict(type='multi_label', label_cols=cols)
     if label_delim:
         y = [[c for c in str(l).split(label_delim) if c] if isinstance(l, str) or not pd.isna(l) else [] for l in df[cols[0]]]
-        return y, [label_delim.join(sorted(l)) for l in y], MultiCategoryBlock(), dict(type='multi_label', label_delim=label_delim)
-    return df[cols[0]].to_numpy(), df[cols[0]], CategoryBlock(), dict(type='single_label')
+        return y, [label_delim.join(sorted(l)) for l in y], MultiCategoryBlock(), dict(type='multi_label', label_col=cols[0], label_delim=label_delim)
+    return df[cols[0]].to_numpy(), df[cols[0]], CategoryBlock(), dict(type='single_label', label_col=cols[0])
 
 # %% ../nbs/01_data.ipynb #5cc0d212
 @delegates(tokenize_corpus, keep=True, but=['source', 'text_col', 'max_docs', 'max_tokens', 'chunk_chars', 'max_chars'])

@@ -34,10 +34,17 @@ class StageRun:
     def __repr__(self): return f"StageRun({self.kind}, {self.seconds:.0f} s): {self.report}"
 
 # %% ../nbs/07a_pipeline.ipynb #71802414
-def _pretrained_arg(pretrained):
-    "`pretrained` as `lm_learner` takes it: `None`, 'wt103', or the bundle folder (a `pretrain_lm`/`stage2` output folder holding `bundle/` is accepted)"
+def _pretrained_arg(pretrained, backwards:bool=False):
+    "`pretrained` as `lm_learner` takes it: `None`, 'wt103', or the bundle folder (a `pretrain_lm`/`stage2` output folder holding `bundle/`, or a folder of a pair, `fwd/` and `bwd/`, is accepted), checked to read in the direction asked for"
     if pretrained in (None, False, 'wt103'): return pretrained or None
-    return find_bundle(pretrained, ('bundle',), 'pretrained language model')
+    d = 'bwd' if backwards else 'fwd'
+    b = find_bundle(pretrained, (d, f'{d}/bundle', 'bundle'), 'pretrained language model')
+    try: bw = bool(json.loads((b/'config.json').read_text()).get('backwards'))
+    except (OSError, ValueError, AttributeError): return b   # `load_bundle` says what is wrong with it
+    if bw != backwards:
+        raise UlmfitError(f"The Stage-1 model {b} reads {'backwards' if bw else 'forwards'}, but a {'backward' if backwards else 'forward'} language model is being fine-tuned "
+                          f"(`backwards`={backwards}): start from a Stage-1 model of the same direction (`pretrain_lm(..., backwards={backwards})`).")
+    return b
 
 def find_bundle(path, # A bundle folder, or an output folder holding one in a sub-folder
                 inside=('bundle',), # Sub-folders to look in, in order
@@ -106,7 +113,7 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
     _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab, min_freq=min_freq)
     check_choice('variant', variant, lm_variants, hint="It is a row of the paper's Table 6.")
-    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards))
+    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards), backwards)
     _pin(pre, sha256, 'Stage-1 model')
     settings = dict(stage=2, data=_desc(data), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
                     paper=paper, patience=patience, keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
@@ -343,6 +350,7 @@ class StageCheckpoint(Callback):
     def before_epoch(self):
         g = self.base + self.epoch   # 0-based epoch of the whole recipe
         self.next_base = g + 1
+        self.learn.replaying = g < self.start   # `BestEpoch` does not stop early on a replayed epoch
         if g < self.start:   # finished before the interruption: its logged row is shown (and seen by `BestEpoch`) again, its state restored at its end
             self.recorder.log = L(self.epoch) + L(self.rows[g])
             raise CancelEpochException()
@@ -399,6 +407,10 @@ def _restore(self:StageCheckpoint):
     if gl is not None and ck['group_lrs'] is not None: gl.lrs[:], gl.trn[:] = [list(x) for x in ck['group_lrs'][0]], [list(x) for x in ck['group_lrs'][1]]
     sm.val, sm.count = ck['smooth'][0], ck['smooth'][1]
     _set_rng_state(learn, ck['rng'])
+    learn.replaying = False
+    if rep.stopped_early:   # the run had ended (stopped early) before it was saved: it ends here again, with its best weights
+        print(f"Resuming from {ck['file']}: the run had stopped early after {self.start} epoch(s); nothing is left to train.")
+        raise CancelFitException()
     print(f"Resuming from {ck['file']}: {self.start} epoch(s) done, continuing with epoch {self.start + 1}.")
 
 # %% ../nbs/07a_pipeline.ipynb #bc961090
