@@ -63,6 +63,11 @@ def _imdb_all() -> pd.DataFrame:
     df.to_pickle(cache); print(f"IMDb read from {p} in {time.time()-t:.0f} s, cached at {cache}")
     return df
 
+def imdb_reviews(n, part='test', seed=0) -> pd.DataFrame:
+    "`n` random reviews (seeded; both labels, mixed lengths) of aclImdb's `part` set, read straight from the archive (a few seconds, no cache)"
+    df = _read_imdb_tar(shared('imdb_aclImdb')/'aclImdb.tar.xz', [f'aclImdb/{part}/pos/', f'aclImdb/{part}/neg/'])
+    return df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)[['text', 'label']]
+
 def imdb(n_train=None, n_test=None, valid_frac=0.1, seed=0) -> pd.DataFrame:
     """IMDb (aclImdb): the official train and test sets, or balanced random subsets of `n_train` training and `n_test` test
     reviews (seeded); `valid_frac` of train carved out (stratified) as split 'valid'"""

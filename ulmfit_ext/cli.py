@@ -12,7 +12,7 @@ from .core import UlmfitError, check_dest, atomic_path, cache_dir
 
 # %% auto #0
 __all__ = ['subcommands', 'ulmfit_pretrain', 'ulmfit_finetune_lm', 'ulmfit_train_classifier', 'ulmfit_predict', 'ulmfit_evaluate',
-           'ulmfit_demo', 'usage', 'main', 'ulmfit_build_corpus']
+           'ulmfit_demo', 'usage', 'main', 'ulmfit_serve', 'ulmfit_build_corpus']
 
 # %% ../nbs/09_cli.ipynb #abc78f82
 def _lib(name:str):
@@ -170,11 +170,14 @@ def _read_texts(path, text_col:str, encoding:str=None) -> list:
     return texts
 
 # %% ../nbs/09_cli.ipynb #431d4da7
-def _predict(model, texts:list, bs:int=64, sha256:str=None):
-    "DataFrame of `label` and one `prob_<class>` column per class for `texts`, in input order, from a classifier or ensemble folder (pinned to `sha256`)"
+def _clas_folder(model) -> Path:
+    "The classifier bundle or ensemble folder named by `model` (a bundle, an ensemble, or the --out folder of `ulmfit train-classifier`)"
     p = _input(model, 'The classifier')
-    if not (p/'ensemble.json').is_file(): p = _find_bundle(p, ('bundle',), 'classifier')
-    return _lib('inference').predict_texts(p, texts, bs=bs, progress=True, sha256=sha256).reset_index(drop=True)
+    return p if (p/'ensemble.json').is_file() else _find_bundle(p, ('bundle',), 'classifier')
+
+def _predict(model, texts:list, bs:int=64, **kwargs):
+    "The `predict_texts` table for `texts` (`label` and `prob_<class>`; a multi-label set or a regression's `prediction` as the task is), in input order, from a classifier or ensemble folder (`kwargs`: `sha256`, `int8`, `n_workers`)"
+    return _lib('inference').predict_texts(_clas_folder(model), texts, bs=bs, progress=True, **kwargs).reset_index(drop=True)
 
 def _classes(preds) -> list:
     "The class labels of a `predict_texts` table, in the order of its probability columns"
@@ -420,6 +423,8 @@ def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit trai
                    encoding:str=None, # Encoding of the input file (default utf-8; a text file falls back to latin-1)
                    expect_sha256:str=None, # The digest the classifier must have ('bundle sha256' printed by `ulmfit train-classifier`): an edited or other model is refused
                    overwrite:bool=False, # Replace an existing --out file
+                   int8:bool=False, # Run an int8 copy of the model (dynamic quantization of its LSTM and Linear layers; CPU); the bundle stays fp32
+                   n_workers:int=0, # Worker processes that tokenize ahead while the model runs (0: tokenize in this process)
                   ):
     "Classify texts with a trained classifier, pair or regression; writes their predicted labels and class probabilities (or values) to a CSV, in input order"
     dest = check_dest(_need(out, '--out', 'the CSV file to write the predictions to'), overwrite)
@@ -427,7 +432,7 @@ def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit trai
     if dest.suffix.lower() != '.csv': raise UlmfitError(f"--out {dest} must be a file name ending in .csv: the predictions are written as CSV.")
     sha = _digest(expect_sha256)
     texts = _read_texts(data, text_col, encoding)
-    df = _predict(model, texts, bs, sha)
+    df = _predict(model, texts, bs, sha256=sha, int8=int8, n_workers=n_workers)
     if 'labels' in df: df['labels'] = df['labels'].map(';'.join)   # a multi-label set, one cell
     df.insert(0, 'text', texts)
     with atomic_path(dest, overwrite) as p: df.to_csv(p, index=False)   # without --overwrite, refused if another run wrote --out meanwhile
@@ -454,9 +459,7 @@ def ulmfit_evaluate(model:str, # The classifier: the --out folder of `ulmfit tra
     cols = None if label_col is None else [c.strip() for c in label_col.split(',')]
     _check_columns(data, encoding, text_col=text_col)
     for c in cols or []: _check_columns(data, encoding, label_col=c)
-    p = _input(model, 'The classifier')
-    if not (p/'ensemble.json').is_file(): p = _find_bundle(p, ('bundle',), 'classifier')
-    r = _lib('ensemble').evaluate_texts(p, data, text_col=text_col, label_col=cols if cols and len(cols) > 1 else label_col, bs=bs, encoding=encoding,
+    r = _lib('ensemble').evaluate_texts(_clas_folder(model), data, text_col=text_col, label_col=cols if cols and len(cols) > 1 else label_col, bs=bs, encoding=encoding,
                                         sha256=_digest(expect_sha256), progress=True)
     y, probs = r.pop('targets'), r.pop('probs')
     m = dict(r, model=str(model), data=str(data))
@@ -589,6 +592,28 @@ def main(argv:list=None, # The words after `ulmfit`; default `sys.argv[1:]`
         close = difflib.get_close_matches(sub, subcommands, n=1)
         _fail('', f"unknown subcommand {sub!r}: " + (f"did you mean {close[0]!r}? " if close else '') + f"choose one of {', '.join(subcommands)}.")
     _run(sub, argv[1:])
+
+# %% ../nbs/09_cli.ipynb #14c9f0e9
+@_subcommand
+def ulmfit_serve(model:str, # The classifier: the --out folder of `ulmfit train-classifier`, a classifier bundle, or an ensemble folder
+                 host:str='127.0.0.1', # Address to listen on (0.0.0.0 for every interface; there is no authentication, put a TLS proxy in front)
+                 port:int=8000, # TCP port to listen on
+                 int8:bool=False, # Serve an int8 copy of the model (dynamic quantization; CPU); the bundle stays fp32
+                 bs:int=64, # Most texts in one micro-batch of concurrent requests
+                 max_wait_ms:float=5.0, # Milliseconds a request waits for others to share its batch
+                 max_texts:int=256, # Most texts in one request (more: 422)
+                 max_chars:int=50000, # Longest text in characters (longer: 422)
+                 max_body_mb:float=8.0, # Largest request body in MB (larger: 413)
+                 max_queue:int=4096, # Most texts waiting for the model (more: 503, retry later)
+                 threads:int=None, # Torch threads for the model (default: torch's choice)
+                 access_log:bool=False, # Log every request on stdout
+                ):
+    "Serve a classifier over HTTP: POST /predict {\"texts\": [...]} returns labels and probabilities in order; GET /health"
+    S = _lib('serve')
+    lim = S.ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_mb=max_body_mb, max_queue=max_queue)
+    return S.serve(_clas_folder(model), host=host, port=port, int8=int8, bs=bs, max_wait_ms=max_wait_ms, limits=lim, threads=threads, access_log=access_log)
+
+subcommands['serve'] = ulmfit_serve
 
 # %% ../nbs/09_cli.ipynb #9c67fc2e
 @_subcommand
