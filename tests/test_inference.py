@@ -459,3 +459,36 @@ def test_cli_predict_int8_and_workers(trained, tmp_path):
     a, b = pd.read_csv(tmp_path/'fp32.csv'), pd.read_csv(tmp_path/'int8.csv')
     assert a.text.tolist() == b.text.tolist() == texts
     assert np.abs(a[['prob_neg', 'prob_pos']].to_numpy() - b[['prob_neg', 'prob_pos']].to_numpy()).max() < INT8_TOL
+
+@pytest.mark.parametrize('task', ['multi_label', 'regression'])
+def test_cli_predict_int8_other_tasks(task, tmp_path):
+    "`ulmfit predict --int8 --n-workers` on a multi-label classifier and a regression: their own columns (label sets, numbers), close to fp32"
+    from ulmfit_ext.cli import main
+    df = _toy_df(120)
+    df = df.assign(good=(df.label == 'pos').astype(int), long=(df.text.str.split().str.len() > 20).astype(int), stars=np.arange(len(df)) % 5 + 1.)
+    kw = dict(label_col=['good', 'long']) if task == 'multi_label' else dict(label_col='stars', regression=True)
+    dls = clas_dls(df, vocab=lm_dls(df, bs=8, bptt=10, **DKW).vocab, valid_col='is_valid', bs=8, bptt=10, **kw, **DKW)
+    torch.manual_seed(0)
+    learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10, drop_mult=1.)
+    assert learn.task['type'] == task
+    save_classifier_bundle(learn, tmp_path/'clas')
+    texts = _texts(30, seed=3)
+    pd.DataFrame({'text': texts}).to_csv(tmp_path/'in.csv', index=False)
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'fp32.csv')])
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'int8.csv'), '--int8', '--n-workers', '1'])
+    a, b = pd.read_csv(tmp_path/'fp32.csv', keep_default_na=False), pd.read_csv(tmp_path/'int8.csv', keep_default_na=False)
+    assert a.text.tolist() == b.text.tolist() == texts and list(a.columns) == list(b.columns)
+    want = predict_probs(tmp_path/'clas', texts, progress=False)
+    if task == 'regression':
+        assert list(b.columns) == ['text', 'prediction']
+        np.testing.assert_allclose(a.prediction.to_numpy(), want[:, 0], atol=1e-5)
+        lo, hi = learn.task['y_range']
+        assert (b.prediction.between(lo, hi)).all() and np.abs(a.prediction - b.prediction).max() < INT8_TOL * (hi - lo)
+    else:
+        cols = ['prob_good', 'prob_long']
+        assert list(b.columns) == ['text', 'labels', *cols]
+        pa, pb = a[cols].to_numpy(), b[cols].to_numpy()
+        np.testing.assert_allclose(pa, want, atol=1e-5)
+        assert not np.allclose(pa.sum(1), 1) and np.abs(pa - pb).max() < INT8_TOL   # independent sigmoids, int8 close to fp32
+        th = learn.task.get('threshold', 0.5)
+        assert b['labels'].tolist() == [';'.join(l for l, v in zip(['good', 'long'], r) if v >= th) for r in pb]

@@ -36,7 +36,7 @@ class FitReport:
         return s
 
 # %% ../nbs/03a_auto.ipynb #f4fb08fe
-def _lower_is_better(monitor:str) -> bool: return 'loss' in monitor or monitor in ('perplexity', 'error_rate')
+def _lower_is_better(monitor:str) -> bool: return 'loss' in monitor or monitor in ('perplexity', 'error_rate', 'rmse', 'mae')
 
 def _score(vals:dict, monitor:str) -> tuple:
     "Sort key of an epoch's validation scores (higher is better); ties broken by the lower validation loss"
@@ -60,13 +60,13 @@ class BestEpoch(Callback):
         m = dict(epoch=self.n + 1, **{k: float(v) for k, v in zip(names, vals)}, lr=float(self.opt.hypers[-1]['lr']))
         mon = self.report.monitor
         if mon not in m: raise UlmfitError(f"Cannot pick the best epoch by {mon!r}: the validation scores are {list(names)[1:]}. Add the metric to the learner, or monitor one of these.")
-        if not all(math.isfinite(m[k]) for k in names if k in m): m['diverged'] = True
+        if not all(math.isfinite(m[k]) for k in ('valid_loss', mon) if k in m): m['diverged'] = True   # a correlation of constant outputs is NaN, no divergence
         self.n += 1; self.report.history.append(m)
         best = self.report.best
         if not m.get('diverged') and (not best or _score(m, mon) > _score(best, mon)):
             self.report.best_epoch = self.n
             self.state = {k: v.detach().clone() for k, v in self.mdl.state_dict().items()}
-        elif (self.patience and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
+        elif (self.patience and not getattr(self.learn, 'replaying', False) and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
               and self.n - max(self.report.best_epoch or 0, self.min_epoch) >= self.patience):
             self.report.stopped_early = True
             raise CancelFitException()

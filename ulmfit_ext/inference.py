@@ -20,8 +20,12 @@ from .data import TokenIds, lm_dls, clas_dls, _tok_texts
 from .io import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
 
 # %% auto #0
-__all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'BiClassifier',
-           'inference_model', 'ensemble_digest', 'backward_dls', 'LMState', 'generate_ids', 'generate']
+__all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task',
+           'output_frame', 'BiClassifier', 'inference_model', 'ensemble_digest', 'backward_dls', 'LMState',
+           'generate_ids', 'generate']
+
+# %% ../nbs/06_inference.ipynb #d866e782
+from .tasks import task_of   # what a classifier predicts: single-/multi-label classes or a number
 
 # %% ../nbs/06_inference.ipynb #b484fe50
 def _text_pipeline(dls) -> list:
@@ -69,8 +73,9 @@ def _n_out(model) -> int:
 
 class Predictor:
     "A model ready for inference with its `vocab`, `labels`, tokenizer and reading direction; safe to share between threads"
-    def __init__(self, model, vocab, labels=None, tokenizer=None, post_rules=None, backwards=False, source=None, kind='classifier', int8=False):
+    def __init__(self, model, vocab, labels=None, tokenizer=None, post_rules=None, backwards=False, source=None, kind='classifier', task=None, int8=False):
         store_attr('model,vocab,labels,tokenizer,post_rules,backwards,source,kind,int8')
+        self.task = dict(task or dict(type='single_label')) if kind == 'classifier' else None   # `tasks.task_of`: single-/multi-label or regression
         self.o2i = {w:i for i,w in enumerate(self.vocab) if w != 'xxfake'}
         self.unk = _unk_idx(self.vocab)
         self._own_lock = threading.RLock()
@@ -137,14 +142,16 @@ def _from_learner(learn, tokenizer=None):
     "A `Predictor` over the model and `DataLoaders` of `learn`"
     vocab, labels = _vocab_labels(learn.dls)
     tok, post = (tokenizer, None) if tokenizer is not None else _dls_tokenizer(learn.dls)
+    task = None if isinstance(learn, LMLearner) else (getattr(learn, 'task', None) or task_of(learn.dls))
+    if task and task['type'] == 'regression': labels = [task.get('target', 'value')]
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
-    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind)
+    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind, task=task)
 
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
     if b.kind == 'encoder': raise UlmfitError(f"{b.path} holds only an encoder; predictions need a classifier or language-model bundle.")
     tok = tokenizer if tokenizer is not None else (b.build_tokenizer() if b.tokenizer_spec else None)
-    return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind)
+    return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind, task=b.task)
 
 # %% ../nbs/06_inference.ipynb #37a8003b
 def as_predictor(obj, # A classifier/LM `Learner`, a `Bundle`, a bundle folder, or a `Predictor`
@@ -228,7 +235,13 @@ def probs_of(self:Predictor, ids:list) -> np.ndarray:
     with self.lock, _eval_mode(self.model):
         if _standard_clas(self.model): logits = _clas_logits(self.model, ids)
         else: logits = self.model(_pad_batch(ids, self.pad_idx, self.bptt).to(one_param(self.model).device))[0]
-        return F.softmax(logits.float(), dim=-1).cpu().numpy()
+        return _activate(logits.float(), self.task).cpu().numpy()
+
+# %% ../nbs/06_inference.ipynb #5b8ab036
+def _activate(out:Tensor, task:dict) -> Tensor:
+    "The predictions of raw outputs `out` for `task`: softmax, sigmoid (multi-label) or the values (regression)"
+    t = (task or {}).get('type', 'single_label')
+    return out if t == 'regression' else out.sigmoid() if t == 'multi_label' else F.softmax(out, dim=-1)
 
 # %% ../nbs/06_inference.ipynb #c4023f29
 def _as_list(texts, text_col):
@@ -373,13 +386,29 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
 def predict_texts(model, # Classifier `Learner`, `Bundle`, bundle or ensemble folder, `Predictor` or `BiClassifier`
                   texts, # A list of strings, a pandas Series, or a DataFrame (with `text_col`)
                   **kwargs) -> pd.DataFrame:
-    "Predicted `label` and `prob_<label>` columns for `texts`, in input order (index of an input Series/DataFrame kept)"
+    "Predictions for `texts` in input order (index of an input Series/DataFrame kept): `label` and `prob_<label>` columns; multi-label: `labels` (the set) and `prob_<label>`; regression: `prediction`"
     model = _resolve(model, kwargs.pop('tokenizer', None), kwargs.pop('sha256', None), kwargs.pop('int8', False))  # load, check, quantize once
     probs = predict_probs(model, texts, **kwargs)
-    labels = _predictors(model)[0].labels
-    idx = _as_list(texts, kwargs.get('text_col', 'text'))[1]
-    res = pd.DataFrame(probs, columns=[f'prob_{l}' for l in labels], index=idx)
-    res.insert(0, 'label', np.array(labels, dtype=object)[probs.argmax(1)])
+    return output_frame(probs, _predictors(model)[0].labels, model_task(model), _as_list(texts, kwargs.get('text_col', 'text'))[1])
+
+# %% ../nbs/06_inference.ipynb #ab10016b
+def model_task(model) -> dict:
+    "The task of a model `_resolve` returned (a `Predictor` or a `BiClassifier`)"
+    return dict(getattr(model, 'task', None) or _predictors(model)[0].task or dict(type='single_label'))
+
+def output_frame(probs:np.ndarray, # `predict_probs` output
+                 labels:list, # The model's output names
+                 task:dict, # Its task (`model_task`)
+                 index=None, # The index of the result
+                ) -> pd.DataFrame:
+    "The `predict_texts` table of `probs` for `task`"
+    t = task.get('type', 'single_label')
+    if t == 'regression': return pd.DataFrame({'prediction': probs[:, 0]}, index=index)
+    res = pd.DataFrame(probs, columns=[f'prob_{l}' for l in labels], index=index)
+    if t == 'multi_label':
+        on = probs >= task.get('threshold', 0.5)
+        res.insert(0, 'labels', [[l for l, b in zip(labels, row) if b] for row in on])
+    else: res.insert(0, 'label', np.array(labels, dtype=object)[probs.argmax(1)])
     return res
 
 # %% ../nbs/06_inference.ipynb #a3236057
@@ -405,6 +434,7 @@ def _check_pair(f:Predictor, b:Predictor):
         what = 'the same labels in a different order' if set(f.labels) == set(b.labels) else 'different label sets'
         raise UlmfitError(f"The two classifiers predict {what}: {f.labels} (forward) vs {b.labels} (backward). "
                           "Train both on the same labelled data (the same label column gives the same sorted labels).")
+    if f.task['type'] != b.task['type']: raise UlmfitError(f"The two models do different tasks ({f.task['type']} forward, {b.task['type']} backward): train both the same way.")
 
 # %% ../nbs/06_inference.ipynb #3e9b7d68
 class BiClassifier:
@@ -425,6 +455,11 @@ class BiClassifier:
     @property
     def vocab(self) -> list: return self.fwd.vocab
     def __repr__(self): return f"BiClassifier(vocab {len(self.vocab)}, labels {self.labels})\n  fwd: {self.fwd}\n  bwd: {self.bwd}"
+
+# %% ../nbs/06_inference.ipynb #df835024
+def _pair_task(self) -> dict: return getattr(self, '_task', None) or self.fwd.task
+def _set_pair_task(self, t:dict): self._task = dict(t)
+BiClassifier.task = property(_pair_task, _set_pair_task, doc="The pair's task: the one set for the pair (e.g. a multi-label threshold chosen on the averaged probabilities), else the forward member's")
 
 # %% ../nbs/06_inference.ipynb #84fb4f9a
 def _plain_lstm(wd) -> nn.LSTM:
@@ -465,12 +500,14 @@ def inference_model(model, # A fastai AWD-LSTM classifier or language model (`le
 def quantized(self:Predictor) -> Predictor:
     "This predictor with an int8 copy of its model (itself if it is int8 already); the copy is a snapshot: later training does not reach it"
     if self.int8: return self
-    return Predictor(inference_model(self.model, int8=True), self.vocab, self.labels, self.tokenizer, self.post_rules, self.backwards, self.source, self.kind, int8=True)
+    return Predictor(inference_model(self.model, int8=True), self.vocab, self.labels, self.tokenizer, self.post_rules, self.backwards, self.source, self.kind, task=self.task, int8=True)
 
 @patch
 def quantized(self:BiClassifier) -> BiClassifier:
-    "The ensemble with int8 copies of both members"
-    return BiClassifier(self.fwd.quantized(), self.bwd.quantized())
+    "The ensemble with int8 copies of both members (and the pair's own task, e.g. a multi-label threshold chosen for the pair)"
+    q = BiClassifier(self.fwd.quantized(), self.bwd.quantized())
+    if getattr(self, '_task', None) is not None: q.task = self._task
+    return q
 
 # %% ../nbs/06_inference.ipynb #99a018fb
 ENSEMBLE_FORMAT, ENSEMBLE_VERSION = 'ulmfit_ext.ensemble', 1
@@ -478,11 +515,11 @@ ENSEMBLE_FORMAT, ENSEMBLE_VERSION = 'ulmfit_ext.ensemble', 1
 def _save_member(p:Predictor, path):
     "Save the classifier of `p` as a bundle folder `path`"
     if p.int8: raise UlmfitError("This ensemble holds int8 copies, which are for inference only: save the fp32 ensemble you quantized (int8 is applied at load, `int8=True`).")
-    save_bundle(path, p.model, p.vocab, 'classifier', tokenizer=p.tokenizer, labels=p.labels, backwards=p.backwards, bptt=p.bptt)
+    save_bundle(path, p.model, p.vocab, 'classifier', tokenizer=p.tokenizer, labels=p.labels, backwards=p.backwards, bptt=p.bptt, task=p.task)
 
 def _ensemble_meta(ens) -> dict:
     return dict(format=ENSEMBLE_FORMAT, format_version=ENSEMBLE_VERSION, members=dict(fwd='fwd', bwd='bwd'), combine='mean',
-                labels=ens.labels, vocab_sz=len(ens.vocab), created=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                labels=ens.labels, vocab_sz=len(ens.vocab), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), task=ens.task)
 
 def _check_ens_target(path, overwrite):
     "Refuse an existing `path` unless `overwrite`; never replace a folder that is not an ensemble"
@@ -555,6 +592,7 @@ def load(cls:BiClassifier, path, # A folder written by `BiClassifier.save`
                                           "It was edited or replaced after the digest was published; get it again from a source you trust.")
     ens = cls(load_bundle(fwd, kinds=('classifier',)), load_bundle(bwd, kinds=('classifier',)), tokenizer=tokenizer)
     if ens.labels != m.get('labels'): raise UlmfitError(f"ensemble.json lists labels {m.get('labels')} but the bundles have {ens.labels}: the folder was edited.")
+    if isinstance(m.get('task'), dict): ens.task = m['task']   # the pair's own task (a multi-label threshold chosen for the averaged probabilities)
     return ens
 
 # %% ../nbs/06_inference.ipynb #3e985772

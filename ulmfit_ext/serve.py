@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 import numpy as np
 from .core import UlmfitError, check_int, check_range
-from .inference import _resolve, _predictors, _predict_probs
+from .inference import _resolve, _predictors, _predict_probs, model_task
 
 # %% ../nbs/06a_serve.ipynb #27eccf23
 @dataclass
@@ -143,7 +143,16 @@ async def _read_body(request, limit:int) -> bytes:
 def _describe(clf, source, int8) -> dict:
     "What `/health` says about the model"
     ps = _predictors(clf)
-    return dict(model=str(source), kind='ensemble' if len(ps) > 1 else 'classifier', classes=list(ps[0].labels), int8=bool(int8), vocab_size=len(ps[0].vocab))
+    return dict(model=str(source), kind='ensemble' if len(ps) > 1 else 'classifier', classes=list(ps[0].labels), task=model_task(clf), int8=bool(int8), vocab_size=len(ps[0].vocab))
+
+def _answers(probs:np.ndarray, classes:list, task:dict) -> list:
+    "The `/predict` answer for each row of `probs`, as `predict_texts` reads them: label and class probabilities; multi-label: the label set; regression: the number"
+    t = task.get('type', 'single_label')
+    if t == 'regression': return [{'prediction': float(p[0])} for p in probs]
+    if t == 'multi_label':
+        th = task.get('threshold', 0.5)
+        return [{'labels': [c for c, v in zip(classes, p) if v >= th], 'probs': dict(zip(classes, map(float, p)))} for p in probs]
+    return [{'label': classes[int(np.argmax(p))], 'probs': dict(zip(classes, map(float, p)))} for p in probs]
 
 # %% ../nbs/06a_serve.ipynb #4fee4577
 def create_app(model, # A classifier or ensemble folder, `Bundle`, classifier `Learner`, `Predictor` or `BiClassifier`
@@ -159,7 +168,7 @@ def create_app(model, # A classifier or ensemble folder, `Bundle`, classifier `L
     from fastapi.responses import JSONResponse
     lim = limits or ServeLimits()
     clf = _resolve(model, tokenizer, sha256, int8)
-    info, classes, started, st = _describe(clf, model, int8), list(_predictors(clf)[0].labels), time.time(), {}
+    info, classes, task, started, st = _describe(clf, model, int8), list(_predictors(clf)[0].labels), model_task(clf), time.time(), {}
 
     @asynccontextmanager
     async def lifespan(app):
@@ -175,10 +184,10 @@ def create_app(model, # A classifier or ensemble folder, `Bundle`, classifier `L
 
     @app.post('/predict')
     async def predict(request: fastapi.Request):   # a real annotation (no `from __future__ import annotations` here): FastAPI reads it
-        "Labels and class probabilities of {\"texts\": [...]}, in order"
+        "Labels and class probabilities (label sets, or numbers, as the task is) of {\"texts\": [...]}, in order"
         texts = parse_request(await _read_body(request, lim.max_body), lim)
         probs = await asyncio.wrap_future(st['batcher'].submit(texts))
-        return JSONResponse({'classes': classes, 'predictions': [{'label': classes[int(np.argmax(p))], 'probs': dict(zip(classes, map(float, p)))} for p in probs]})
+        return JSONResponse({'classes': classes, 'predictions': _answers(probs, classes, task)})
 
     @app.get('/health')
     async def health():
