@@ -6,11 +6,11 @@
 from __future__ import annotations
 import math, tempfile
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_range
+from .core import UlmfitError, check_args, check_range, check_int
 
 # %% auto #0
 __all__ = ['PAPER_N_HID', 'FitReport', 'BestEpoch', 'head_lr', 'auto_drop_mult', 'auto_lm_lr', 'clas_epochs', 'lm_epochs',
-           'auto_patience', 'auto_min_epoch']
+           'auto_bs', 'auto_patience', 'auto_min_epoch']
 
 # %% ../nbs/03a_auto.ipynb #3f2e4411
 class FitReport:
@@ -151,6 +151,16 @@ def lm_epochs(n_tokens:int, # Tokens in one training epoch of the LM
              ) -> int:
     "Epoch budget of LM fine-tuning: about `tokens` tokens of training, from 1 to `max_epoch` epochs"
     return int(min(max(round(tokens / max(n_tokens, 1)), 1), max_epoch))
+
+# %% ../nbs/03a_auto.ipynb #934fae5c
+def auto_bs(n_train:int, # Training texts of the classifier
+            bs:int=64, # The batch size for a large training set (the paper's 64)
+            min_batches:int=8, # Fewest optimizer steps an epoch
+            min_bs:int=8, # Smallest batch size
+           ) -> int:
+    "Classifier batch size: `bs`, lowered for small training sets so an epoch has at least `min_batches` steps, at least `min_bs`"
+    check_int('n_train', n_train, 1, None, 'It is the number of labelled training texts.'); check_args(bs=bs)
+    return int(min(bs, max(min_bs, n_train // min_batches)))
 
 # %% ../nbs/03a_auto.ipynb #54cb6dfd
 def auto_patience(n_epoch:int) -> int:

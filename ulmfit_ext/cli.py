@@ -310,12 +310,23 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     print(f"bundle sha256 {_lib('io').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
     return res.metrics
 
+# %% ../nbs/09_cli.ipynb #fe18ec6c
+def _default_stage1(pretrained, *sizes):
+    "What `finetune-lm --pretrained` means: the shipped LM when it is not given, None for 'none'; sizes only with random weights"
+    shipped = _lib('io').shipped_models
+    if isinstance(pretrained, str) and pretrained.lower() == 'none': return None
+    if pretrained is not None: return pretrained
+    if any(s is not None for s in sizes):
+        raise UlmfitError("--emb-sz, --n-hid and --n-layers size a model trained from random weights, and by default finetune-lm starts from the package's pretrained LM, whose sizes are fixed: add --pretrained none (or leave the sizes out).")
+    if not shipped: print("No pretrained LM is installed with the package: fine-tuning from random weights (pass --pretrained wt103, or a Stage-1 bundle from `ulmfit pretrain`).")
+    return next(iter(shipped), None)
+
 # %% ../nbs/09_cli.ipynb #6aeaa71a
 @_subcommand
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
                        out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
                        text_col:str='text', # Text column of a CSV
-                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); default random
+                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.io.shipped_models`, 'ulmfit-en'), random weights only where none is installed
                        epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
                        lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
                        patience:int=None, # Early stopping: epochs without a lower validation loss (0: never); default a fifth of an automatic budget, at least 3
@@ -345,6 +356,7 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     _check_columns(_input(data, 'The data'), encoding, text_col=text_col)
     if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
     sha = _digest(expect_sha256)
+    pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
     if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
     if pretrained not in (None, 'wt103') and pretrained not in _lib('io').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
         d = 'bwd' if backwards else 'fwd'
@@ -382,7 +394,7 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
                             paper_defaults:bool=False, # The paper's fixed values instead of the automatic ones: its learning rate for --variant (0.01 with discriminative rates), drop-mult 1
                             variant:str='ulmfit', # How to fine-tune (the paper's Table 7): 'ulmfit', 'freez', 'freez+discr', 'freez+stlr', 'freez+cos', 'full', 'full+discr', 'last', 'chain-thaw' or 'scratch' (the LM's vocabulary and sizes, random weights)
                             schedule:str='paper', # Gradual unfreezing: 'paper' (one slanted triangular schedule) or 'scripts' (restarted per stage, as the authors' scripts)
-                            bs:int=64, # Batch size
+                            bs:int=None, # Batch size; default automatic: 64, smaller below 512 training texts so an epoch has at least 8 optimizer steps (at least 8 texts)
                             bptt:int=70, # Length of the chunks a document is read in (BPT3C)
                             drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
                             encoding:str=None, # Encoding of the CSV (default utf-8)

@@ -9,7 +9,7 @@ from fastai.text.all import *
 from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file
 from .data import lm_dls, clas_dls, _read_df, _check_cols
 from .io import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
-from .auto import FitReport, BestEpoch
+from .auto import FitReport, BestEpoch, auto_bs
 from .schedules import GroupLRRecorder
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of, _task
 from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression, sample_per_class
@@ -197,7 +197,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            y_range='auto', # Regression: the output range, 'auto' (from the training targets), a (low, high) pair or `None`
            loss:str=None, # Regression: 'mse' (default) or 'huber'
            labels_per_class:int=None, # Train on a balanced, seeded sample of this many labelled rows per class (low-shot); `None`: all
-           bs:int=64, # Batch size
+           bs:int=None, # Batch size; `None`: `auto_bs` (the paper's 64, smaller below 512 training texts so an epoch has at least 8 steps)
            bptt:int=70, # BPT3C chunk length
            seed:int=42, # Seed of the split, the initialisation and the batches
            is_deterministic:bool=False, # PyTorch's deterministic algorithms too
@@ -210,7 +210,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
           ) -> StageRun:
     "Stage 3: train a classifier (single- or multi-label) or a regression on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
     if paper: lr, drop_mult = ifnone(lr, 'paper'), ifnone(drop_mult, 1.)
-    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, label_smoothing=label_smoothing, loss=loss,
+    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=ifnone(bs, 64), bptt=bptt, valid_pct=valid_pct, seed=seed, label_smoothing=label_smoothing, loss=loss,
                       labels_per_class=labels_per_class)
     check_choice('variant', variant, clas_variants, hint="It is a row of the paper's Table 7.")
     check_choice('schedule', schedule, ('paper', 'scripts'), hint="Gradual unfreezing: 'paper' (one schedule) or 'scripts' (the authors' restarts).")
@@ -228,8 +228,9 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
     if ck is not None and lr is None: lr = ck['report']['lr']   # the rate the finder chose before the interruption (its curve is restored too)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
-        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=bw,
+        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 64), bptt=bptt, backwards=bw,
                        seed=seed, encoding=encoding, progress=progress, label_delim=label_delim, regression=regression)
+        if bs is None: dls.train.bs = auto_bs(len(dls.train_ds))   # the validation loader keeps 64: it only predicts
         scratch = variant == 'scratch'
         learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt,
                              class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss)
@@ -237,7 +238,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
         learn.add_cb(LossHistory())
         ckcb = _checkpointer(checkpoint_dir, key, ck)
         train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
-    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
+    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
     return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #9a22c790
