@@ -25,7 +25,7 @@ import common as C
 
 SETS = ('trec6', 'imdb_sample', 'sms_spam', 'bbc')
 OLD_LM = ['--epochs', '1', '--lr', '0.004', '--drop-mult', '1']
-OLD_CLAS = ['--lr', '0.01', '--drop-mult', '1', '--keep', 'last', '--patience', '0']   # + --epochs (layer groups), set per run
+OLD_CLAS = ['--lr', '0.01', '--drop-mult', '1', '--keep', 'last', '--patience', '0', '--bs', '64']   # + --epochs (layer groups), set per run
 GRIDS = dict(full=[dict(lr=lr, drop_mult=d, epochs=e) for lr in (None, 0.02, 0.04) for d in (None, 0.5, 1.0) for e in (None, 25)],
              small=[dict(lr=lr, drop_mult=d, epochs=None) for lr in (None, 0.04) for d in (None, 0.5)])   # --grid small: 4 settings
 

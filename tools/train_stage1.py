@@ -72,7 +72,7 @@ def export(a):
 
 def card(name, rows, man, digests, b) -> str:
     c = b.config['awd_lstm']
-    src = '\n'.join(f"| {s['name']} | {s.get('licence', '')} | {s.get('words', s.get('n_words', ''))} |" for s in man.get('sources', []))
+    src = '\n'.join(f"| {s['name']} | {s.get('licence', '')} | {s.get('train', {}).get('words', 0):,} |" for s in man.get('sources', []))
     per = '\n'.join(f"| {d} | {r['tokens']:,} | {len(r['epochs'])} | {r['hours']:.1f} h | {r['valid']:.1f} | " + (f"{r['wt2']['perplexity']:.0f} ({r['wt2']['tokens_per_word']:.2f} pieces a word)" if r['wt2'] else 'not measured') + ' |'
                     for d, r in rows.items())
     settings = '\n'.join(f"  - {d}: `{json.dumps(r['settings'])}`" for d, r in rows.items())
@@ -90,11 +90,13 @@ The package's own general-English Stage-1 language models: the offline default o
 ## Data
 `ulmfit build-corpus --shippable`: clean, deduplicated paragraphs; 2 % held out by paragraph hash.
 
-| source | licence | words |
+| source | licence | training words |
 |---|---|---|
 {src}
 
-Not in the training data: Brown (non-commercial licence), WikiText-2 (evaluation only).
+Not in the training data: Brown (non-commercial licence), WikiText-2 (evaluation only). Training read the first 10M pieces of the
+training paragraphs in a seeded random order (`random.Random(0).shuffle`, the rule of `corpus()` above and of `bench/bench_stage1.py`),
+so a run of this script trains on the same text whatever path the runs' settings show.
 
 ## Results
 
@@ -102,7 +104,8 @@ Not in the training data: Brown (non-commercial licence), WikiText-2 (evaluation
 |---|---|---|---|---|---|
 {per}
 
-Transfer to classification with the package's defaults is measured in BENCHMARKS.md ("Stage-1 recipes" and "The defaults").
+WikiText-2 perplexity per word counts every word, rare ones included, so it is not comparable with a closed-vocabulary word model's
+(whose `xxunk` hides the cost of rare words). Transfer to classification with the package's defaults is measured in BENCHMARKS.md ("Stage-1 recipes" and "The defaults").
 
 ## Use and limits
 General English of the 18th to early 20th century (most of the words are from Project Gutenberg books) and political speeches; no web text, no modern technical vocabulary. It is small, trained on 2 CPU cores: fastai's WikiText-103 model (`pretrained='wt103'`, downloaded) is larger and better when it can be downloaded and a GPU is at hand. The licence of the weights follows the data: public domain (Gutenberg texts with the Project Gutenberg trademark material removed; US government works).

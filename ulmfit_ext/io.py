@@ -627,7 +627,10 @@ def load_bundle(path, # A folder written by `save_bundle`
     return Bundle(path, cfg, vocab, tok, prov, sd)
 
 # %% ../nbs/04_io.ipynb #4c8a48f1
-shipped_models = {}   # name -> dict(fwd=digest, bwd=digest, card=...): filled in where the package ships its own Stage-1 LMs
+shipped_models = {   # name -> the `bundle_digest` of its forward and backward bundles (ulmfit_ext/models/<name>/, trained and exported by tools/train_stage1.py)
+    'ulmfit-en': dict(fwd='6417f3267e9d289eac61c0c9148165274f693acb70d5dd829aa243081173ba06',
+                      bwd='8b21e2261062a000453a7489edded1f107ee4c229f55bbb86e6f20c651ca44ff'),
+}
 
 def models_dir() -> Path:
     "The folder of the pretrained models shipped inside the package"

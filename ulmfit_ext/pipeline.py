@@ -228,9 +228,9 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
     if ck is not None and lr is None: lr = ck['report']['lr']   # the rate the finder chose before the interruption (its curve is restored too)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
-        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 64), bptt=bptt, backwards=bw,
+        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 8), bptt=bptt, backwards=bw,
                        seed=seed, encoding=encoding, progress=progress, label_delim=label_delim, regression=regression)
-        if bs is None: dls.train.bs = auto_bs(len(dls.train_ds))   # the validation loader keeps 64: it only predicts
+        if bs is None: dls.train.bs, dls.valid.bs = auto_bs(len(dls.train_ds)), 64   # built at `auto_bs`'s smallest (no training set is refused for it), then set
         scratch = variant == 'scratch'
         learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt,
                              class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss)
