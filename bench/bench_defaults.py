@@ -26,7 +26,8 @@ import common as C
 SETS = ('trec6', 'imdb_sample', 'sms_spam', 'bbc')
 OLD_LM = ['--epochs', '1', '--lr', '0.004', '--drop-mult', '1']
 OLD_CLAS = ['--lr', '0.01', '--drop-mult', '1', '--keep', 'last', '--patience', '0']   # + --epochs (layer groups), set per run
-GRID = [dict(lr=lr, drop_mult=d, epochs=e) for lr in (None, 0.02, 0.04) for d in (None, 0.5, 1.0) for e in (None, 25)]
+GRIDS = dict(full=[dict(lr=lr, drop_mult=d, epochs=e) for lr in (None, 0.02, 0.04) for d in (None, 0.5, 1.0) for e in (None, 25)],
+             small=[dict(lr=lr, drop_mult=d, epochs=None) for lr in (None, 0.04) for d in (None, 0.5)])   # --grid small: 4 settings
 
 # ---- data: train.csv / test.csv as a user has them ----------------------------------------------------------------------
 def _sms():
@@ -81,12 +82,12 @@ def chain(work, out, stage1, seed, lm_flags=(), clas_flags=(), threads=1) -> dic
                 best_epoch=f['best_epoch'], epochs_run=f['epochs_run'], n_epoch=f['n_epoch'], lm_epochs=lm['fit']['epochs_run'],
                 lm_perplexity=lm['perplexity'], lm_s=round(t_lm), clas_s=round(t_cl))
 
-def grid(work, lm_folder, te, seed=0) -> list:
-    "Stage 3 from `lm_folder` with every setting of `GRID`; validation accuracy of each, test accuracy of each too (reported only for the one chosen)"
+def grid(work, lm_folder, te, seed=0, which='full') -> list:
+    "Stage 3 from `lm_folder` with every setting of `GRIDS[which]`; validation accuracy of each, test accuracy of each too (reported only for the one chosen)"
     from ulmfit_ext.pipeline import stage3
     from ulmfit_ext.inference import predict_texts
     tr, rows = pd.read_csv(work/'train.csv'), []
-    for g in (GRID[:1] if SMOKE else GRID):
+    for g in (GRIDS[which][:1] if SMOKE else GRIDS[which]):
         t = time.time()
         run = stage3(tr, lm_folder, seed=seed, progress=False, patience='auto' if g['epochs'] is None else None, **g)
         p = predict_texts(run.learn, te.text.tolist(), progress=False)
@@ -96,7 +97,7 @@ def grid(work, lm_folder, te, seed=0) -> list:
         print(f"  grid {g}: valid {rows[-1]['valid_acc']:.4f} ({rows[-1]['s']} s)", flush=True)
     return rows
 
-def run_set(name, seeds, stage1, threads) -> dict:
+def run_set(name, seeds, stage1, threads, which='full') -> dict:
     work = C.cache_dir_bench('defaults', name)
     tr, te = write_csvs(name, work)
     res = dict(data=name, n_train=len(tr), n_test=len(te), n_classes=int(tr.label.nunique()), stage1=str(stage1))
@@ -107,7 +108,7 @@ def run_set(name, seeds, stage1, threads) -> dict:
     n_groups = 2 + json.loads((stage1/'config.json').read_text())['awd_lstm']['n_layers']   # embedding, each LSTM layer, head
     res['old'] = chain(work, work/'old_s0', stage1, 0, OLD_LM, OLD_CLAS + ['--epochs', str(n_groups)], threads=threads)
     print(f"  old defaults: test {res['old']['test_acc']:.4f}", flush=True)
-    res['grid'] = grid(work, work/'defaults_s0'/'lm', te)
+    res['grid'] = grid(work, work/'defaults_s0'/'lm', te, which=which); res['grid_name'] = which
     return res
 
 # ---- report ------------------------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def report(results, args) -> str:
         for x in r['defaults'] + [dict(r['old'], seed='old')]:
             detail.append(f"| {name} | {x['seed']} | {pct(x['test_acc'])} | {pct(x['valid_acc'])} | {x['lr']:.3g} ({x['lr_source']}) | {x['drop_mult']} | "
                           f"{x['best_epoch']} / {x['epochs_run']} / {x['n_epoch']} | {x['lm_epochs']}, {x['lm_perplexity']:.1f} | {x['lm_s']} + {x['clas_s']} s |")
-    grids = ['', 'Grid (Stage 3 from the seed-0 defaults LM; `auto` = the default choice; the row chosen by validation accuracy is in bold):', '']
+    grids = ['', 'Grid (Stage 3 from the seed-0 defaults LM, the settings of `--grid` as each set ran it; `auto` = the default choice; the row chosen by validation accuracy is in bold):', '']
     for name in SETS:
         r = results.get(name)
         if r is None: continue
@@ -150,6 +151,7 @@ def main():
         if a.dest == 'data': a.choices = None
     p.add_argument('--stage1', default=None, help="the Stage-1 bundle (default: the demo's cached one)")
     p.add_argument('--report-only', action='store_true')
+    p.add_argument('--grid', choices=tuple(GRIDS), default='full', help="the settings searched on validation: 'full' (18) or 'small' (4: head lr auto/0.04 x drop-mult auto/0.5)")
     args = C.parse_bench(p)
     names = [n.strip() for n in args.data.split(',') if n.strip()]
     bad = [n for n in names if n not in SETS]
@@ -159,7 +161,7 @@ def main():
     if not args.report_only:
         stage1 = Path(args.stage1) if args.stage1 else C.stage1_bundle() if SMOKE else C.demo_stage1()
         for n in names:
-            results[n] = run_set(n, args.seeds, stage1, args.threads)
+            results[n] = run_set(n, args.seeds, stage1, args.threads, args.grid)
             latest = json.loads(raw.read_text()) if raw.exists() else {}   # another process may have added other sets meanwhile
             C.save_json({**latest, n: results[n]}, raw)
         results = json.loads(raw.read_text())

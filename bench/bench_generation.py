@@ -5,8 +5,11 @@ which resets the model and re-reads the whole text for every new word.
     python bench/bench_generation.py --quick        # 50 words
     python bench/bench_generation.py --n-words 200 --threads 2
 
-Prints both times and their ratio (not a test: nothing is asserted)."""
+Prints both times and their ratio and writes bench/results/generation.md (not a test: nothing is asserted)."""
 import argparse, platform, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, write_md
 import numpy as np, pandas as pd, torch
 from fastai.text.all import BaseTokenizer, ColReader, DataBlock, RandomSplitter, TextBlock, defaults
 from ulmfit_ext.learner import lm_learner
@@ -52,5 +55,15 @@ def main():
     print(f"ulmfit_ext generate (kept state):   {t_ours:8.3f} s  ({a.n_words / t_ours:7.1f} tokens/s)")
     print(f"fastai LMLearner.predict (re-read): {t_fastai:8.3f} s  ({a.n_words / t_fastai:7.1f} tokens/s)")
     print(f"speed-up: {t_fastai / t_ours:.1f}x")
+    md = header('Text generation: `generate` vs fastai `LMLearner.predict`', a,
+                f"- LM: untrained AWD-LSTM emb 100, n_hid 300, 2 layers, vocabulary {len(learn.dls.vocab):,}, fastai `TextBlock` data; prompt of {a.prompt_words} words; "
+                f"best of {a.repeat} runs each, seed 0\n"
+                "- `generate` reads the prompt once, then runs each token through `_Steps` (embedding, `torch.lstm_cell` per layer, decoder) and samples on tensors; "
+                "fastai's `predict` resets the model and re-reads the whole text for every new word\n")
+    md += (f"| method | seconds for {a.n_words} tokens | tokens/s | ms per token |\n|---|---:|---:|---:|\n"
+           f"| ulmfit_ext `generate` | {t_ours:.3f} | {a.n_words/t_ours:.0f} | {1000*t_ours/a.n_words:.2f} |\n"
+           f"| fastai `LMLearner.predict` | {t_fastai:.3f} | {a.n_words/t_fastai:.0f} | {1000*t_fastai/a.n_words:.2f} |\n\n"
+           f"Speed-up: **{t_fastai / t_ours:.1f}×**.\n")
+    write_md('generation' + ('_quick' if a.quick else ''), md)
 
 if __name__ == '__main__': main()

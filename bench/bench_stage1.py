@@ -65,7 +65,11 @@ def run(a) -> dict:
     from ulmfit_ext.pretrain import pretrain_lm, word_perplexity
     from ulmfit_ext.io import load_bundle
     r = dict(name=a.name)
-    if a.bundle: bundle = Path(a.bundle).expanduser()
+    if a.bundle:   # an LM pretrained elsewhere; its training figures are read when its `pretrain_lm` folder is there
+        bundle = Path(a.bundle).expanduser()
+        if (bundle.parent/'metrics.json').exists():
+            s = json.loads((bundle.parent/'settings.json').read_text()) if (bundle.parent/'settings.json').exists() else {}
+            r.update(pretrain_figures(bundle.parent/'metrics.json'), lr=s.get('lr'), drop=s.get('drop_mult'), var_bptt=s.get('var_bptt', False))
     else:
         d = corpus()
         emb, hid, nl = map(int, a.size.split(','))

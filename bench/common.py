@@ -63,6 +63,11 @@ def _imdb_all() -> pd.DataFrame:
     df.to_pickle(cache); print(f"IMDb read from {p} in {time.time()-t:.0f} s, cached at {cache}")
     return df
 
+def imdb_reviews(n, part='test', seed=0) -> pd.DataFrame:
+    "`n` random reviews (seeded; both labels, mixed lengths) of aclImdb's `part` set, read straight from the archive (a few seconds, no cache)"
+    df = _read_imdb_tar(shared('imdb_aclImdb')/'aclImdb.tar.xz', [f'aclImdb/{part}/pos/', f'aclImdb/{part}/neg/'])
+    return df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)[['text', 'label']]
+
 def imdb(n_train=None, n_test=None, valid_frac=0.1, seed=0) -> pd.DataFrame:
     """IMDb (aclImdb): the official train and test sets, or balanced random subsets of `n_train` training and `n_test` test
     reviews (seeded); `valid_frac` of train carved out (stratified) as split 'valid'"""
@@ -102,11 +107,23 @@ def cache_dir_bench(*parts) -> Path:
     from ulmfit_ext.core import cache_dir
     return cache_dir('bench', *parts)
 
-def demo_stage1() -> Path:
-    "The Stage-1 bundle `make demo` caches (pretrained here the same way when it is missing)"
+def demo_stage1(backwards=False) -> Path:
+    """The Stage-1 bundle `make demo` caches (pretrained here the same way when it is missing); `backwards`: its backward twin, pretrained
+    with the same settings on the same corpus reading every text reversed (cached as 'demo-small-bwd')"""
     from ulmfit_ext.demo import _stage1, load_bbc_news, demo_presets
     pre, desc = _stage1(load_bbc_news(), demo_presets['small'], 42, key='demo-small')
-    return Path(pre)
+    if not backwards: return Path(pre)
+    import json
+    from ulmfit_ext.core import cache_dir
+    from ulmfit_ext.pretrain import pretrain_lm, fix_wikitext
+    from fastai.text.all import defaults
+    s = json.loads((Path(pre).parent/'settings.json').read_text())
+    out = cache_dir('stage1', 'demo-small-bwd')
+    if (out/'bundle'/'config.json').exists() and (out/'metrics.json').exists(): return out/'bundle'
+    print(f"Stage 1: pretraining the backward twin of {pre} into {out}", flush=True)
+    r = pretrain_lm(s['corpus'], out, preset=s['preset'], valid=s['valid'], valid_rules=[fix_wikitext, *defaults.text_proc_rules] if s['valid'] else None,
+                    max_tokens=s['max_tokens'], n_epoch=s['n_epoch'], seed=s['seed'], backwards=True, resume=True)
+    return r.bundle
 
 # ---- Stage 1 ------------------------------------------------------------------------------------------------------------
 STAGE1 = dict(preset='tiny', max_tokens=1_500_000, max_vocab=12_000, n_epoch=2, seed=0)

@@ -50,3 +50,28 @@ def test_bench_defaults_smoke(tmp_path, shared_all, shared_dataset):
     assert all(0 <= a <= 100 for a in accs), row
     raw = json.loads((tmp_path/'results'/'defaults.raw.json').read_text())['sms_spam']
     assert raw['defaults'][0]['lr_source'] == 'head_lr' and raw['old']['lr_source'] == 'given' and len(raw['grid']) == 1
+
+def _script(script, args, tmp_path, timeout=900):
+    "Run a bench script with BENCH_SMOKE and its results in tmp_path; the CompletedProcess"
+    env = dict(os.environ, BENCH_SMOKE='1', BENCH_RESULTS=str(tmp_path/'results'), ULMFIT_CACHE=str(tmp_path/'cache'), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, str(ROOT/'bench'/script), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+def test_bench_inference_scripts_smoke(tmp_path, shared_dataset):
+    "Issue 15's scripts (profile, int8, tokenizer workers, generation, load) run end to end on tiny inputs and write their tables"
+    for name in ('imdb_aclImdb', 'imdb_sample', 'trec6'): shared_dataset(name)
+    res = tmp_path/'results'
+    _script('bench_profile.py', ['--n', '60', '--n-paper', '3', '--div2', '3'], tmp_path)
+    md = (res/'profile.md').read_text()
+    assert md.count('| small 64/128/2 |') == 6 and md.count('| paper 400/1152/3 |') == 6 and 'Agreement' in md
+    _script('bench_int8.py', [], tmp_path)
+    md = (res/'int8.md').read_text()
+    assert 'SMOKE TEST' in md and md.count('| trec6 |') == 6 and 'int8' in md
+    _script('bench_tok_workers.py', ['--n', '600'], tmp_path)
+    assert (res/'tok_workers.md').read_text().count('\n| ') >= 3
+    _script('bench_generation.py', ['--quick', '--vocab', '500'], tmp_path)
+    assert 'Speed-up' in (res/'generation_quick.md').read_text()
+    _script('bench_serve.py', ['--quick'], tmp_path)
+    rows = json.loads((res/'serve.json').read_text())
+    assert rows[0]['errors'] == 0 and rows[0]['malformed_4xx'] == rows[0]['malformed'] and rows[0]['exit_code'] == 0

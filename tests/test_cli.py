@@ -7,7 +7,7 @@ from ulmfit_ext.cli import main, subcommands, _parser
 from ulmfit_ext.learner import _toy_df
 
 ULMFIT = Path(sys.executable).parent/'ulmfit'
-TINY_LM = ['--emb-sz', '20', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
+TINY_LM = ['--pretrained', 'none', '--emb-sz', '20', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
 TINY_CLAS = ['--bs', '8', '--bptt', '10', '--valid-col', 'is_valid']
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

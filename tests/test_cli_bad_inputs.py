@@ -13,7 +13,7 @@ from ulmfit_ext.cli import main, subcommands, _flags
 from ulmfit_ext.learner import _toy_df
 
 ULMFIT = Path(sys.executable).parent/'ulmfit'
-TINY_LM = ['--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
+TINY_LM = ['--pretrained', 'none', '--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
 TINY_CLAS = ['--bs', '8', '--bptt', '10', '--valid-col', 'is_valid']
 TINY_PRE = ['--preset', 'tiny', '--max-tokens', '3000', '--epochs', '1', '--emb-sz', '16', '--n-hid', '16', '--bs', '8', '--bptt', '10', '--min-freq', '1']
 

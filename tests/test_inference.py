@@ -308,3 +308,187 @@ def test_pair_hint_names_the_missing_direction(toy):
     "Item 16: two forward classifiers: the fix says `backwards=True`, the direction that is missing"
     with pytest.raises(UlmfitError, match=r"on backward data: `clas_dls\(\.\.\., backwards=True"): BiClassifier(toy['f'], toy['f'])
     with pytest.raises(UlmfitError, match=r"on forward data: `clas_dls\(\.\.\., backwards=False"): BiClassifier(toy['b'], toy['b'])
+
+# ---------------------------------------------------------------- issue 15: speed paths that must not change results
+from ulmfit_ext.inference import (inference_model, Predictor, _SpacyRules, _clas_logits, _pad_batch, _Steps, _StateSteps, _eval_mode)
+from fastai.text.all import TokenizeWithRules, SpacyTokenizer, WeightDropout
+
+def test_fast_spacy_rules_give_fastai_tokens(shared_dataset):
+    "`_SpacyRules` (no per-token L / spaCy Token objects) gives exactly fastai's TokenizeWithRules tokens on real reviews"
+    texts = pd.read_csv(shared_dataset('imdb_sample')/'texts.csv').text.tolist()[:300]
+    texts += ['', 'ALL CAPS!!!!  <br /><br />', "xxbos xxmaj Don't", '   leading and trailing   ', 'ünïcödé — “quotes”']
+    tok = SpacyTokenizer()
+    assert [list(t) for t in _SpacyRules(tok)(texts)] == [list(t) for t in TokenizeWithRules(tok)(texts)]
+
+@pytest.mark.parametrize('bptt,max_len,step', [(10, 20, None), (10, None, 3), (5, 100, 50), (7, 7, 7)])
+def test_clas_logits_match_fastai_forward(toy, bptt, max_len, step):
+    "Reading each text only as far as the batch's longest unread text gives fastai's `SentenceEncoder` logits"
+    dls = clas_dls(toy['df'], vocab=toy['dls_lm'].vocab, valid_col='is_valid', bs=8, bptt=bptt, **DKW)
+    torch.manual_seed(2)
+    m = clas_learner(dls, config=tiny_cfg, bptt=bptt, max_len=max_len or 1000).model.eval()
+    if max_len is None: m[0].max_len = None
+    g = torch.Generator().manual_seed(0)
+    ids = sorted([torch.randint(2, len(dls.vocab[0]), (int(k),), generator=g) for k in [1, 2, bptt, bptt + 1, 3*bptt, 57, 140, 9]], key=len, reverse=True)
+    with torch.inference_mode():
+        want = m(_pad_batch(ids, 1, bptt))[0]; m.reset()
+        got = _clas_logits(m, ids, step)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+@pytest.fixture(scope='module')
+def trained():
+    "A small classifier (32/64/2) trained for a few epochs on the toy reviews, so its probabilities spread out"
+    df = _toy_df(200)
+    dls = clas_dls(df, vocab=lm_dls(df, bs=16, bptt=10, **DKW).vocab, valid_col='is_valid', bs=16, bptt=10, **DKW)
+    torch.manual_seed(0)
+    learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10, drop_mult=1.)   # the paper's dropouts, not the size-scaled default
+    with learn.no_bar(), learn.no_logging(): learn.fit(4, 1e-2)
+    return learn
+
+INT8_TOL = 0.03   # stated tolerance: max |p_int8 - p_fp32| per class on this small trained model
+
+def test_int8_agrees_with_fp32_and_keeps_order(trained):
+    texts = _texts(40, seed=5)
+    fp32 = np.concatenate([predict_probs(trained, [t], progress=False) for t in texts])   # one text at a time: no batching effects
+    assert fp32[:, 0].std() > 0.1, 'the trained model should be confident on some texts'
+    q = predict_probs(trained, texts, bs=6, chunk_size=11, int8=True, progress=False)
+    diff = np.abs(q - fp32).max()
+    assert diff < INT8_TOL, diff
+    assert (q.argmax(1) == fp32.argmax(1)).mean() >= 0.95
+    assert np.abs(q - fp32[::-1]).max() > 5 * max(diff, 1e-3)   # rows in another order would be far outside the tolerance
+    res = predict_texts(trained, pd.Series(texts, index=range(100, 140)), int8=True, bs=6, chunk_size=11, progress=False)
+    assert list(res.index) == list(range(100, 140)) and np.allclose(res[['prob_neg', 'prob_pos']].to_numpy(), q, atol=1e-6)
+
+def test_materialised_lstms_are_exact_and_the_learner_untouched(trained):
+    before = {k: v.clone() for k, v in trained.model.state_dict().items()}
+    plain = inference_model(trained.model)
+    assert not any(isinstance(m, WeightDropout) for m in plain.modules())
+    x = _pad_batch([torch.tensor([2, 5, 7, 9, 11] * 5), torch.tensor([3, 4])], 1, 10)
+    with torch.inference_mode():
+        trained.model.eval(); trained.model.reset()
+        torch.testing.assert_close(plain(x)[0], trained.model(x)[0], atol=1e-6, rtol=0)
+    after = trained.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    q = as_predictor(trained).quantized()
+    assert q.int8 and q.quantized() is q and 'int8' in repr(q) and q.n_out == 2
+    assert any(isinstance(m, WeightDropout) for m in trained.model.modules())
+
+def test_int8_ensemble_and_no_saving(toy, tmp_path):
+    ens = BiClassifier(toy['f'], toy['b'])
+    texts = _texts(12)
+    qe = ens.quantized()
+    assert qe.fwd.int8 and qe.bwd.int8 and qe.bwd.backwards
+    np.testing.assert_allclose(predict_probs(qe, texts, progress=False), predict_probs(ens, texts, progress=False), atol=0.02)
+    with pytest.raises(UlmfitError, match='int8 copies, which are for inference only'): qe.save(tmp_path/'e')
+    ens.save(tmp_path/'e')
+    np.testing.assert_allclose(predict_probs(tmp_path/'e', texts, int8=True, progress=False), predict_probs(qe, texts, progress=False), atol=1e-6)
+
+@pytest.mark.parametrize('n_workers', [1, 2])
+def test_tokenizer_workers_keep_order(toy, n_workers):
+    "Worker processes tokenize in pieces ahead of the model: the same probabilities in the same order as in-process tokenization"
+    texts = _texts(700, seed=n_workers)
+    want = predict_probs(toy['f'], texts, bs=16, progress=False)
+    got = predict_probs(toy['f'], texts, bs=16, chunk_size=300, n_workers=n_workers, progress=False)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+def test_tokenizer_workers_refuse_what_cannot_be_pickled(toy):
+    p = as_predictor(toy['f'])
+    bad = Predictor(p.model, p.vocab, p.labels, p.tokenizer, post_rules=[lambda t: t], backwards=p.backwards, source='test')
+    with pytest.raises(UlmfitError, match='cannot be sent to worker processes.*n_workers=0'): predict_probs(bad, _texts(600), n_workers=1, progress=False)
+    with pytest.raises(UlmfitError, match='`n_workers`=-1'): predict_probs(p, ['a'], n_workers=-1)
+
+def _reference_generate_ids(model, ids, n_words, temperature=1., top_k=None, top_p=None, banned=(), seed=None, beam_size=None):
+    "Generation as it was before issue 15 (the cached-state path): `LMState.feed` per token, `.item()` per step; the reference"
+    with _eval_mode(model):
+        st = LMState(model)
+        logits = st.feed(ids)
+        if beam_size:
+            scores, seqs = logits.new_zeros(1), torch.zeros(1, 0, dtype=torch.long)
+            for i in range(n_words):
+                lp = _filter_logits(logits, banned=banned).log_softmax(-1)
+                top = (scores[:, None] + lp).flatten().topk(min(beam_size, lp.numel()))
+                rows, toks = top.indices // lp.shape[1], top.indices % lp.shape[1]
+                seqs, scores = torch.cat([seqs[rows], toks[:, None]], 1), top.values
+                if i < n_words-1: st.reorder(rows); logits = st.feed(toks[:, None])
+            best = scores.argmax()
+            return seqs[best].tolist(), scores[best].item()
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        out, score = [], 0.
+        for i in range(n_words):
+            if temperature == 0: nxt = _filter_logits(logits, banned=banned).argmax(-1)
+            else: nxt = torch.multinomial(_filter_logits(logits, temperature, top_k, top_p, banned).softmax(-1), 1, generator=gen)[:, 0]
+            score += _filter_logits(logits, banned=banned).log_softmax(-1)[0, nxt].item()
+            out.append(nxt.item())
+            if i < n_words-1: logits = st.feed(nxt[:, None])
+        return out, score
+
+@pytest.fixture(scope='module')
+def lm32(toy):
+    "A slightly larger LM (32/64/2) than the toy one, so the distributions are not flat"
+    torch.manual_seed(4)
+    return lm_learner(toy['dls_lm'], config=dict(emb_sz=32, n_hid=64, n_layers=2))
+
+@pytest.mark.parametrize('kw', [dict(), dict(temperature=0.6), dict(temperature=2.), dict(top_k=5), dict(top_p=0.8), dict(temperature=0),
+                                dict(beam_size=3), dict(top_k=3, top_p=0.5, temperature=1.5)], ids=str)
+def test_generation_unchanged_for_a_fixed_seed(toy, lm32, kw):
+    "The arithmetic path (`_Steps`) picks the same tokens for the same seed as the cached-state path did, with the same scores"
+    for lm in (toy['lm'], lm32):
+        p = as_predictor(lm)
+        ids = p.numericalize(p.tokenize(['the film was good and the plot'])[0])
+        banned = [p.unk, 1]
+        for seed in range(4):
+            new, s_new = generate_ids(lm.model, ids, n_words=30, banned=banned, seed=seed, **kw)
+            old, s_old = _reference_generate_ids(lm.model, ids, 30, banned=banned, seed=seed, **kw)
+            assert new == old, (kw, seed)
+            assert s_new == pytest.approx(s_old, abs=1e-4)
+
+def test_steps_only_for_models_they_can_read(toy, lm32):
+    assert _Steps.of(lm32.model) is not None and _Steps.of(toy['f'].model) is None
+    q = inference_model(lm32.model, int8=True)    # int8 LSTMs: run through LMState instead
+    assert _Steps.of(q) is None
+    p = as_predictor(lm32)
+    ids = p.numericalize(p.tokenize(['a good'])[0])
+    assert len(generate_ids(q, ids, n_words=5, seed=0)[0]) == 5
+
+def test_cli_predict_int8_and_workers(trained, tmp_path):
+    from ulmfit_ext.cli import main
+    save_classifier_bundle(trained, tmp_path/'clas')
+    texts = _texts(30, seed=9)
+    pd.DataFrame({'text': texts}).to_csv(tmp_path/'in.csv', index=False)
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'fp32.csv')])
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'int8.csv'), '--int8', '--n-workers', '1'])
+    a, b = pd.read_csv(tmp_path/'fp32.csv'), pd.read_csv(tmp_path/'int8.csv')
+    assert a.text.tolist() == b.text.tolist() == texts
+    assert np.abs(a[['prob_neg', 'prob_pos']].to_numpy() - b[['prob_neg', 'prob_pos']].to_numpy()).max() < INT8_TOL
+
+@pytest.mark.parametrize('task', ['multi_label', 'regression'])
+def test_cli_predict_int8_other_tasks(task, tmp_path):
+    "`ulmfit predict --int8 --n-workers` on a multi-label classifier and a regression: their own columns (label sets, numbers), close to fp32"
+    from ulmfit_ext.cli import main
+    df = _toy_df(120)
+    df = df.assign(good=(df.label == 'pos').astype(int), long=(df.text.str.split().str.len() > 20).astype(int), stars=np.arange(len(df)) % 5 + 1.)
+    kw = dict(label_col=['good', 'long']) if task == 'multi_label' else dict(label_col='stars', regression=True)
+    dls = clas_dls(df, vocab=lm_dls(df, bs=8, bptt=10, **DKW).vocab, valid_col='is_valid', bs=8, bptt=10, **kw, **DKW)
+    torch.manual_seed(0)
+    learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10, drop_mult=1.)
+    assert learn.task['type'] == task
+    save_classifier_bundle(learn, tmp_path/'clas')
+    texts = _texts(30, seed=3)
+    pd.DataFrame({'text': texts}).to_csv(tmp_path/'in.csv', index=False)
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'fp32.csv')])
+    main(['predict', str(tmp_path/'clas'), str(tmp_path/'in.csv'), '--out', str(tmp_path/'int8.csv'), '--int8', '--n-workers', '1'])
+    a, b = pd.read_csv(tmp_path/'fp32.csv', keep_default_na=False), pd.read_csv(tmp_path/'int8.csv', keep_default_na=False)
+    assert a.text.tolist() == b.text.tolist() == texts and list(a.columns) == list(b.columns)
+    want = predict_probs(tmp_path/'clas', texts, progress=False)
+    if task == 'regression':
+        assert list(b.columns) == ['text', 'prediction']
+        np.testing.assert_allclose(a.prediction.to_numpy(), want[:, 0], atol=1e-5)
+        lo, hi = learn.task['y_range']
+        assert (b.prediction.between(lo, hi)).all() and np.abs(a.prediction - b.prediction).max() < INT8_TOL * (hi - lo)
+    else:
+        cols = ['prob_good', 'prob_long']
+        assert list(b.columns) == ['text', 'labels', *cols]
+        pa, pb = a[cols].to_numpy(), b[cols].to_numpy()
+        np.testing.assert_allclose(pa, want, atol=1e-5)
+        assert not np.allclose(pa.sum(1), 1) and np.abs(pa - pb).max() < INT8_TOL   # independent sigmoids, int8 close to fp32
+        th = learn.task.get('threshold', 0.5)
+        assert b['labels'].tolist() == [';'.join(l for l, v in zip(['good', 'long'], r) if v >= th) for r in pb]

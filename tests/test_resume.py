@@ -84,7 +84,7 @@ def test_interrupted_before_the_first_epoch_leaves_nothing(toy, tmp_path):
 
 # ---------------------------------------------------------------- through the command line
 
-TINY_LM = ['--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
+TINY_LM = ['--pretrained', 'none', '--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
 TINY_CLAS = ['--bs', '8', '--bptt', '10', '--valid-col', 'is_valid', '--epochs', '5', '--lr', '0.01']
 
 def _call(args, capsys):

@@ -11,16 +11,22 @@ import argparse, json, os, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = dict(tokenizer='spm', vocab_sz=8000, emb_sz=64, n_hid=128, n_layers=2, n_epoch=3, lr=1e-2, drop_mult=0.2, bs=64, bptt=70)
+RECIPE = dict(tokenizer='spm', vocab_sz=8000, emb_sz=64, n_hid=128, n_layers=2, n_epoch=1, max_tokens=10_000_000, lr=1e-2, drop_mult=0.2, bs=64, bptt=70)
 
 def work(name) -> Path:
     from ulmfit_ext.core import cache_dir
     return cache_dir('stage1', 'ship', name)
 
 def corpus(name) -> Path:
+    "The shippable corpus, its training paragraphs in a seeded random order (the rule of `bench/bench_stage1.py`: a token budget is a random sample)"
+    import random
     from ulmfit_ext.corpus import build_corpus
     d = work(name)/'corpus'
     if not (d/'manifest.json').exists(): build_corpus(d, shippable=True, overwrite=True)
+    if not (d/'train_shuffled.txt').exists():
+        paras = (d/'train.txt').read_text(encoding='utf-8').split('\n\n')
+        random.Random(0).shuffle(paras)
+        (d/'train_shuffled.txt').write_text('\n\n'.join(paras), encoding='utf-8')
     return d
 
 def train(a):
@@ -32,9 +38,10 @@ def train(a):
     for bw in {'fwd': [False], 'bwd': [True], 'both': [False, True]}[a.direction]:
         out = work(a.name)/('bwd' if bw else 'fwd')
         t = time.time()
-        res = pretrain_lm(d/'train.txt', out, preset='small', valid=d/'valid.txt', n_epoch=r['n_epoch'], lr=r['lr'], bs=r['bs'], bptt=r['bptt'],
+        res = pretrain_lm(d/'train_shuffled.txt', out, preset='small', valid=d/'valid.txt', n_epoch=r['n_epoch'], max_tokens=r['max_tokens'],
+                          lr=r['lr'], bs=r['bs'], bptt=r['bptt'],
                           config=dict(emb_sz=r['emb_sz'], n_hid=r['n_hid'], n_layers=r['n_layers']), drop_mult=r['drop_mult'],
-                          tokenizer=r['tokenizer'], vocab_sz=r['vocab_sz'], max_tokens=0 or None, backwards=bw, resume=True, seed=42)
+                          tokenizer=r['tokenizer'], vocab_sz=r['vocab_sz'], backwards=bw, resume=True, seed=42)
         print(res, f"({time.time() - t:.0f} s this run)", flush=True)
 
 def _secs(t:str) -> int: return sum(int(x) * 60**i for i, x in enumerate(reversed(t.split(':'))))
@@ -46,7 +53,7 @@ def export(a):
     dest, digests, rows = models_dir()/a.name, {}, {}
     man = json.loads((corpus(a.name)/'manifest.json').read_text())
     for d in ('fwd', 'bwd'):
-        run = work(a.name)/d
+        run = Path(getattr(a, d) or work(a.name)/d)
         m = json.loads((run/'metrics.json').read_text())
         b = load_bundle(run/'bundle')
         wt2 = dataset_path('wikitext2')
@@ -56,7 +63,9 @@ def export(a):
                     data_desc=dict(corpus='ulmfit build-corpus --shippable', train_tokens=m['data']['train_tokens'], epochs=len(m['epochs'])),
                     half=True, overwrite=True)
         digests[d] = bundle_digest(dest/d)
-        rows[d] = dict(valid=m['perplexity'], wt2=w, epochs=m['epochs'], tokens=m['data']['train_tokens'], hours=sum(_secs(e['time']) for e in m['epochs']) / 3600)
+        st = json.loads((run/'settings.json').read_text())
+        rows[d] = dict(settings={k: st.get(k) for k in ('corpus', 'n_epoch', 'max_tokens', 'lr', 'bs', 'bptt', 'drop_mult', 'config', 'tokenizer', 'vocab_sz', 'backwards', 'seed')},
+                       valid=m['perplexity'], wt2=w, epochs=m['epochs'], tokens=m['data']['train_tokens'], hours=sum(_secs(e['time']) for e in m['epochs']) / 3600)
     (dest/'MODEL_CARD.md').write_text(card(a.name, rows, man, digests, b))
     print(json.dumps(digests, indent=1))
     print(f"Pin these in nbs/04_io.ipynb: shipped_models[{a.name!r}] = dict(fwd=..., bwd=...)")
@@ -66,6 +75,7 @@ def card(name, rows, man, digests, b) -> str:
     src = '\n'.join(f"| {s['name']} | {s.get('licence', '')} | {s.get('words', s.get('n_words', ''))} |" for s in man.get('sources', []))
     per = '\n'.join(f"| {d} | {r['tokens']:,} | {len(r['epochs'])} | {r['hours']:.1f} h | {r['valid']:.1f} | " + (f"{r['wt2']['perplexity']:.0f} ({r['wt2']['tokens_per_word']:.2f} pieces a word)" if r['wt2'] else 'not measured') + ' |'
                     for d, r in rows.items())
+    settings = '\n'.join(f"  - {d}: `{json.dumps(r['settings'])}`" for d, r in rows.items())
     return f"""# Model card: `{name}` (forward and backward)
 
 The package's own general-English Stage-1 language models: the offline default of `lm_learner(dls, pretrained={name!r})`, `ulmfit finetune-lm --pretrained {name}`, and `make demo`.
@@ -73,6 +83,8 @@ The package's own general-English Stage-1 language models: the offline default o
 - **Architecture**: fastai's AWD-LSTM language model, embedding {c['emb_sz']}, {c['n_layers']} LSTM layers of {c['n_hid']} hidden units, tied decoder; {sum(v.numel() for v in b.state_dict.values()):,} parameters; stored as float16 (loaded as float32).
 - **Tokenizer**: a SentencePiece unigram model of {len(b.vocab)} pieces (fastai's special tokens first), trained on the training corpus; it is in the bundle (`spm.model`). A task tokenized with it shares the vocabulary exactly: Stage 2 remaps nothing.
 - **Training**: `python tools/train_stage1.py train --direction fwd` and `--direction bwd`, one CPU core each, recipe `{json.dumps(RECIPE)}` (slanted triangular LR, gradient clipping 0.3, Adam β 0.7/0.99), resumable per epoch.
+- **The runs exported**: their own `settings.json`, as `pretrain_lm` recorded them:
+{settings}
 - **Digests** (sha256 of each bundle's provenance.json, pinned in `ulmfit_ext.io.shipped_models`): fwd `{digests['fwd']}`, bwd `{digests['bwd']}`.
 
 ## Data
@@ -100,5 +112,7 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('what', choices=('train', 'export')); p.add_argument('--name', default='ulmfit-en')
     p.add_argument('--direction', choices=('fwd', 'bwd', 'both'), default='both'); p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--fwd', help='export: the `pretrain_lm` folder of the forward run (default: where `train` writes it)')
+    p.add_argument('--bwd', help='export: the `pretrain_lm` folder of the backward run')
     a = p.parse_args()
     train(a) if a.what == 'train' else export(a)

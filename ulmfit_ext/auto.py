@@ -6,11 +6,11 @@
 from __future__ import annotations
 import math, tempfile
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_range
+from .core import UlmfitError, check_args, check_range, check_int
 
 # %% auto #0
 __all__ = ['PAPER_N_HID', 'FitReport', 'BestEpoch', 'head_lr', 'auto_drop_mult', 'auto_lm_lr', 'clas_epochs', 'lm_epochs',
-           'auto_patience', 'auto_min_epoch']
+           'auto_bs', 'auto_patience', 'auto_min_epoch']
 
 # %% ../nbs/03a_auto.ipynb #3f2e4411
 class FitReport:
@@ -36,7 +36,7 @@ class FitReport:
         return s
 
 # %% ../nbs/03a_auto.ipynb #f4fb08fe
-def _lower_is_better(monitor:str) -> bool: return 'loss' in monitor or monitor in ('perplexity', 'error_rate')
+def _lower_is_better(monitor:str) -> bool: return 'loss' in monitor or monitor in ('perplexity', 'error_rate', 'rmse', 'mae')
 
 def _score(vals:dict, monitor:str) -> tuple:
     "Sort key of an epoch's validation scores (higher is better); ties broken by the lower validation loss"
@@ -60,13 +60,13 @@ class BestEpoch(Callback):
         m = dict(epoch=self.n + 1, **{k: float(v) for k, v in zip(names, vals)}, lr=float(self.opt.hypers[-1]['lr']))
         mon = self.report.monitor
         if mon not in m: raise UlmfitError(f"Cannot pick the best epoch by {mon!r}: the validation scores are {list(names)[1:]}. Add the metric to the learner, or monitor one of these.")
-        if not all(math.isfinite(m[k]) for k in names if k in m): m['diverged'] = True
+        if not all(math.isfinite(m[k]) for k in ('valid_loss', mon) if k in m): m['diverged'] = True   # a correlation of constant outputs is NaN, no divergence
         self.n += 1; self.report.history.append(m)
         best = self.report.best
         if not m.get('diverged') and (not best or _score(m, mon) > _score(best, mon)):
             self.report.best_epoch = self.n
             self.state = {k: v.detach().clone() for k, v in self.mdl.state_dict().items()}
-        elif (self.patience and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
+        elif (self.patience and not getattr(self.learn, 'replaying', False) and self.n >= self.min_epoch and self.n < (self.report.n_epoch or math.inf)   # the budget's last epoch is no early stop
               and self.n - max(self.report.best_epoch or 0, self.min_epoch) >= self.patience):
             self.report.stopped_early = True
             raise CancelFitException()
@@ -151,6 +151,16 @@ def lm_epochs(n_tokens:int, # Tokens in one training epoch of the LM
              ) -> int:
     "Epoch budget of LM fine-tuning: about `tokens` tokens of training, from 1 to `max_epoch` epochs"
     return int(min(max(round(tokens / max(n_tokens, 1)), 1), max_epoch))
+
+# %% ../nbs/03a_auto.ipynb #934fae5c
+def auto_bs(n_train:int, # Training texts of the classifier
+            bs:int=64, # The batch size for a large training set (the paper's 64)
+            min_batches:int=8, # Fewest optimizer steps an epoch
+            min_bs:int=8, # Smallest batch size
+           ) -> int:
+    "Classifier batch size: `bs`, lowered for small training sets so an epoch has at least `min_batches` steps, at least `min_bs`"
+    check_int('n_train', n_train, 1, None, 'It is the number of labelled training texts.'); check_args(bs=bs)
+    return int(min(bs, max(min_bs, n_train // min_batches)))
 
 # %% ../nbs/03a_auto.ipynb #54cb6dfd
 def auto_patience(n_epoch:int) -> int:

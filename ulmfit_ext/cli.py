@@ -12,7 +12,7 @@ from .core import UlmfitError, check_dest, atomic_path, cache_dir
 
 # %% auto #0
 __all__ = ['subcommands', 'ulmfit_pretrain', 'ulmfit_finetune_lm', 'ulmfit_train_classifier', 'ulmfit_predict', 'ulmfit_evaluate',
-           'ulmfit_demo', 'usage', 'main', 'ulmfit_build_corpus']
+           'ulmfit_demo', 'usage', 'main', 'ulmfit_serve', 'ulmfit_build_corpus']
 
 # %% ../nbs/09_cli.ipynb #abc78f82
 def _lib(name:str):
@@ -170,11 +170,14 @@ def _read_texts(path, text_col:str, encoding:str=None) -> list:
     return texts
 
 # %% ../nbs/09_cli.ipynb #431d4da7
-def _predict(model, texts:list, bs:int=64, sha256:str=None):
-    "DataFrame of `label` and one `prob_<class>` column per class for `texts`, in input order, from a classifier or ensemble folder (pinned to `sha256`)"
+def _clas_folder(model) -> Path:
+    "The classifier bundle or ensemble folder named by `model` (a bundle, an ensemble, or the --out folder of `ulmfit train-classifier`)"
     p = _input(model, 'The classifier')
-    if not (p/'ensemble.json').is_file(): p = _find_bundle(p, ('bundle',), 'classifier')
-    return _lib('inference').predict_texts(p, texts, bs=bs, progress=True, sha256=sha256).reset_index(drop=True)
+    return p if (p/'ensemble.json').is_file() else _find_bundle(p, ('bundle',), 'classifier')
+
+def _predict(model, texts:list, bs:int=64, **kwargs):
+    "The `predict_texts` table for `texts` (`label` and `prob_<class>`; a multi-label set or a regression's `prediction` as the task is), in input order, from a classifier or ensemble folder (`kwargs`: `sha256`, `int8`, `n_workers`)"
+    return _lib('inference').predict_texts(_clas_folder(model), texts, bs=bs, progress=True, **kwargs).reset_index(drop=True)
 
 def _classes(preds) -> list:
     "The class labels of a `predict_texts` table, in the order of its probability columns"
@@ -203,11 +206,25 @@ def _done(run, out, overwrite:bool) -> dict:
     "Save a `StageRun` into `out` and print its summary and the digest of the bundle saved"
     m = run.save(out, overwrite)
     r = run.report
-    extra = f", perplexity {m['perplexity']:.2f}" if 'perplexity' in m else f", macro F1 {m['valid']['macro_f1']:.4f}" if 'valid' in m else ''
-    print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}): "
-          f"valid loss {m['valid_loss']:.4f}, accuracy {m['accuracy']:.4f}{extra}; written to {Path(out)}"
+    print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}" +
+          (f", the best {r.monitor}" if run.kind == 'classifier' else '') + f"): valid loss {m['valid_loss']:.4f}, {_scores(m)}; written to {Path(out)}"
           + (f" (resumed after epoch {', '.join(map(str, run.resumed))})" if run.resumed else ''))
     print(f"bundle sha256 {m['bundle_sha256']} ({Path(out)/'bundle'}; pass it to --expect-sha256 to load exactly this model)")
+    return m
+
+def _scores(m:dict) -> str:
+    "The headline validation scores of a run's metrics, in words"
+    if 'perplexity' in m: return f"accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}"
+    v, t = m['valid'], m['task']['type']
+    if t == 'multi_label': return f"micro F1 {v['f1_micro']:.4f}, macro F1 {v['f1_macro']:.4f} at threshold {v['threshold']:.2f}"
+    if t == 'regression': return f"RMSE {v['rmse']:.4f}, MAE {v['mae']:.4f}, Spearman {v['spearman']:.4f}"
+    return f"accuracy {v['accuracy']:.4f}, macro F1 {v['macro_f1']:.4f}"
+
+def _pair_done(pair, out, overwrite:bool) -> dict:
+    "Save a `PairRun` into `out` and print the validation scores of both members and of the pair, and the ensemble's digest"
+    m = pair.save(out, overwrite)
+    for row in m['table']: print(f"{row['model']:>8} (validation): " + ', '.join(f"{k} {v:.4f}" for k, v in row.items() if k != 'model'))
+    print(f"forward+backward ensemble written to {Path(out)}; ensemble sha256 {m['ensemble_sha256']} (pass it to --expect-sha256 to load exactly this pair)")
     return m
 
 def _stage_lm(lm, sha256) -> Path:
@@ -221,6 +238,30 @@ def _stage_lm(lm, sha256) -> Path:
         if d == sha256: return c
     raise UlmfitError(f"The language model {p} is not the one expected: --expect-sha256 is {sha256}, but "
                       + ', '.join(f"{c} has {d}" for c, d in got.items()) + ". Check that --lm names the model the digest came from.")
+
+# %% ../nbs/09_cli.ipynb #d4a4c584
+def _label_cols(label_col:str, multi_label:bool, label_delim:str) -> tuple:
+    "(label columns, delimiter) from --label-col, --multi-label and --label-delim: several comma-separated columns are 0/1 flags; one column with --multi-label is split on --label-delim (';')"
+    cols = [c.strip() for c in str(label_col).split(',') if c.strip()] if (multi_label or label_delim) and ',' in str(label_col) else [label_col]
+    if len(cols) > 1:
+        if label_delim: raise UlmfitError(f"--label-col {label_col} names {len(cols)} columns of 0/1 flags, so there is nothing for --label-delim to split: leave out --label-delim.")
+        return cols, None
+    return cols, (label_delim or ';') if (multi_label or label_delim) else None
+
+def _y_range(y_range:str):
+    "--y-range as the library takes it: not given -> 'auto', 'none' -> None, 'low,high' -> a pair"
+    if y_range is None: return 'auto'
+    if y_range.strip().lower() == 'none': return None
+    try: lo, hi = (float(v) for v in y_range.split(','))
+    except ValueError: raise UlmfitError(f"--y-range {y_range!r} is not 'low,high' (e.g. 0.5,10.5) or 'none'.") from None
+    return (lo, hi)
+
+def _check_direction(bundle, backwards:bool, opt:str):
+    "Refuse an LM bundle (an encoder or LM folder) that reads the other way than `backwards` asks"
+    bw = bool(json.loads((Path(bundle)/'config.json').read_text()).get('backwards'))
+    if bw != backwards:
+        raise UlmfitError(f"{opt} {bundle} reads {'backwards' if bw else 'forwards'}, but a {'backward' if backwards else 'forward'} language model is needed here: "
+                          + ("pass the --out folder of `ulmfit finetune-lm --backwards`." if backwards else "pass the forward LM (finetune-lm without --backwards)" + (", or leave out --backwards." if opt == '--lm' else '.')))
 
 # %% ../nbs/09_cli.ipynb #abedc1af
 def _subcommand(f):
@@ -269,12 +310,23 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     print(f"bundle sha256 {_lib('io').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
     return res.metrics
 
+# %% ../nbs/09_cli.ipynb #fe18ec6c
+def _default_stage1(pretrained, *sizes):
+    "What `finetune-lm --pretrained` means: the shipped LM when it is not given, None for 'none'; sizes only with random weights"
+    shipped = _lib('io').shipped_models
+    if isinstance(pretrained, str) and pretrained.lower() == 'none': return None
+    if pretrained is not None: return pretrained
+    if any(s is not None for s in sizes):
+        raise UlmfitError("--emb-sz, --n-hid and --n-layers size a model trained from random weights, and by default finetune-lm starts from the package's pretrained LM, whose sizes are fixed: add --pretrained none (or leave the sizes out).")
+    if not shipped: print("No pretrained LM is installed with the package: fine-tuning from random weights (pass --pretrained wt103, or a Stage-1 bundle from `ulmfit pretrain`).")
+    return next(iter(shipped), None)
+
 # %% ../nbs/09_cli.ipynb #6aeaa71a
 @_subcommand
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
                        out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
                        text_col:str='text', # Text column of a CSV
-                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle, or 'wt103' (fastai's WikiText-103 LM, downloaded); default random
+                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.io.shipped_models`, 'ulmfit-en'), random weights only where none is installed
                        epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
                        lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
                        patience:int=None, # Early stopping: epochs without a lower validation loss (0: never); default a fifth of an automatic budget, at least 3
@@ -290,7 +342,7 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
                        n_hid:int=None, # Hidden size of the LSTM layers when there is no --pretrained bundle (default 1152)
                        n_layers:int=None, # Number of LSTM layers when there is no --pretrained bundle (default 3)
                        drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
-                       backwards:bool=False, # Train a backward LM (reads every text reversed), for a forward+backward ensemble
+                       backwards:bool=False, # Train a backward LM (reads every text reversed) from a backward Stage-1 model, for a forward+backward ensemble (`ulmfit train-classifier --lm FWD --lm-bwd BWD`)
                        encoding:str=None, # Encoding of the input files (default utf-8)
                        seed:int=42, # Random seed
                        deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
@@ -304,8 +356,11 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     _check_columns(_input(data, 'The data'), encoding, text_col=text_col)
     if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
     sha = _digest(expect_sha256)
+    pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
     if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
-    if pretrained not in (None, 'wt103'): pretrained = _find_bundle(pretrained, ('bundle',), 'pretrained language model')
+    if pretrained not in (None, 'wt103') and pretrained not in _lib('io').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
+        d = 'bwd' if backwards else 'fwd'
+        pretrained = _find_bundle(pretrained, (d, f'{d}/bundle', 'bundle'), 'pretrained language model')
     run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,
                    patience=_patience(patience), keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, max_vocab=max_vocab,
                    min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding,
@@ -315,20 +370,31 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
 # %% ../nbs/09_cli.ipynb #8c470aff
 @_subcommand
 def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a label column
-                            lm:str=None, # The fine-tuned LM (required): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle
-                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, confusion_matrix.png; checkpoints/ while it runs
+                            lm:str=None, # The fine-tuned LM (required): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle; its reading direction is the classifier's
+                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, and confusion_matrix.png (per_label.png with --multi-label, predictions.png with --regression); checkpoints/ while it runs
+                            lm_bwd:str=None, # A backward fine-tuned LM (`ulmfit finetune-lm --backwards`) besides the forward --lm: a classifier is trained on each and --out becomes the forward+backward ensemble (fwd/, bwd/, ensemble.json, metrics.json with fwd, bwd and their average), which predict and evaluate take
+                            backwards:bool=False, # Check that --lm reads backwards (the direction is always read from the LM's bundle; this refuses a forward one)
                             text_col:str='text', # Text column
-                            label_col:str='label', # Label column
+                            label_col:str='label', # Label column; with --multi-label also several comma-separated 0/1 columns, one per label (a,b,c)
+                            multi_label:bool=False, # Several labels per text: one column split on --label-delim, or several 0/1 columns in --label-col; sigmoid outputs with binary cross-entropy, the threshold chosen on validation (best micro-F1) and stored in the bundle
+                            label_delim:str=None, # Separator of the labels in one cell (implies --multi-label; default ';' with --multi-label)
+                            regression:bool=False, # The label column holds numbers: train a regression (MSE loss, RMSE/MAE/Spearman, predictions as numbers)
+                            y_range:str=None, # Regression: the output range 'low,high'; default from the data: the training targets' min and max widened by 5% of their span on each side; 'none': no range
+                            loss:str=None, # Regression loss: 'mse' (the default) or 'huber'
+                            class_weights:str=None, # Loss weight of each class: 'balanced' (every class weighs the same in all: rows / (classes x class rows)) or explicit weights, 'ham=1,spam=3' or '1,3' in label order; default none
+                            label_smoothing:float=0., # Share of the target spread over all classes (e.g. 0.1); default 0
+                            monitor:str=None, # The validation score that picks the epoch kept: default accuracy, or macro_f1 when the largest class has more than 3 times the rows of the smallest; f1_micro with --multi-label; rmse with --regression
+                            labels_per_class:int=None, # Train on a balanced, seeded sample of N labelled rows per class (rows without a label are left out; finetune-lm reads every row's text)
                             valid_col:str=None, # Column marking the validation rows (true/1); default a stratified --valid-pct of every class
                             valid_pct:float=0.1, # Fraction of each class held out for validation when there is no --valid-col
                             epochs:int=None, # Epochs; default automatic: about 1,500 optimizer steps and at most 10M tokens, from (layer groups + 3) to 30 epochs, stopping early once no epoch improves
                             lr:float=None, # Learning rate of the top layer group; default automatic: the learning-rate finder on the head alone (the paper's rule), a tenth of the rate at the lowest loss, at least 0.01
-                            patience:int=None, # Early stopping: epochs without a better validation accuracy (0: never); default a fifth of an automatic budget, at least 3, counted once every group is thawed
-                            keep:str='best', # Weights kept: 'best' (the epoch with the best validation accuracy, ties to the lower loss) or 'last'
+                            patience:int=None, # Early stopping: epochs without a better validation score (--monitor; 0: never); default a fifth of an automatic budget, at least 3, counted once every group is thawed
+                            keep:str='best', # Weights kept: 'best' (the epoch with the best validation accuracy, or whichever score --monitor picks; ties to the lower loss) or 'last'
                             paper_defaults:bool=False, # The paper's fixed values instead of the automatic ones: its learning rate for --variant (0.01 with discriminative rates), drop-mult 1
                             variant:str='ulmfit', # How to fine-tune (the paper's Table 7): 'ulmfit', 'freez', 'freez+discr', 'freez+stlr', 'freez+cos', 'full', 'full+discr', 'last', 'chain-thaw' or 'scratch' (the LM's vocabulary and sizes, random weights)
                             schedule:str='paper', # Gradual unfreezing: 'paper' (one slanted triangular schedule) or 'scripts' (restarted per stage, as the authors' scripts)
-                            bs:int=64, # Batch size
+                            bs:int=None, # Batch size; default automatic: 64, smaller below 512 training texts so an epoch has at least 8 optimizer steps (at least 8 texts)
                             bptt:int=70, # Length of the chunks a document is read in (BPT3C)
                             drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
                             encoding:str=None, # Encoding of the CSV (default utf-8)
@@ -338,36 +404,48 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
                             resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
                             overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
                            ):
-    "Stage 3: train a classifier on top of the fine-tuned LM's encoder; writes the classifier bundle, metrics.json and plots. With no options it runs the paper's protocol: the head's learning rate found by the finder, gradual unfreezing with discriminative rates and STLR over an automatic budget, the best validation epoch kept"
+    "Stage 3: train a classifier (single- or multi-label) or a regression on top of the fine-tuned LM's encoder, or a forward+backward pair with --lm-bwd; writes the bundle, metrics.json and plots. With no options it runs the paper's protocol: the head's learning rate found by the finder, gradual unfreezing with discriminative rates and STLR over an automatic budget, the best validation epoch kept"
     P = _lib('pipeline')
-    P.check_outputs(_need(out, '--out', 'the folder to write the classifier in'), 'classifier', overwrite)
-    _check_columns(_input(data, 'The data'), encoding, text_col=text_col, label_col=label_col, valid_col=valid_col)
+    cols, delim = _label_cols(label_col, multi_label, label_delim)
+    if lm_bwd is not None: _lib('ensemble').check_pair_outputs(_need(out, '--out', 'the folder to write the ensemble in'), overwrite)
+    else: P.check_outputs(_need(out, '--out', 'the folder to write the classifier in'), 'classifier', overwrite)
+    _check_columns(_input(data, 'The data'), encoding, text_col=text_col, valid_col=valid_col)
+    for c in cols: _check_columns(data, encoding, label_col=c)
     sha = _digest(expect_sha256)
     enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm`"), sha)
-    run = P.stage3(data, enc, text_col=text_col, label_col=label_col, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
-                   drop_mult=drop_mult, variant=variant, schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep,
-                   bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding,
-                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume)
-    return _done(run, out, overwrite)
+    kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
+              loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, labels_per_class=labels_per_class,
+              valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, schedule=schedule,
+              paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
+    if lm_bwd is None:
+        _check_direction(enc, backwards, '--lm')
+        return _done(P.stage3(data, enc, sha256=sha, checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
+    if backwards: raise UlmfitError("--backwards names the direction of a single classifier's --lm; with --lm-bwd, --lm is the forward LM and --lm-bwd the backward one: leave out --backwards.")
+    bwd = _stage_lm(lm_bwd, None)
+    _check_direction(enc, False, '--lm'); _check_direction(bwd, True, '--lm-bwd')
+    return _pair_done(_lib('ensemble').stage3_pair(data, enc, bwd, sha256=sha, checkpoint_dir=out, **kw), out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #08745750
 @_subcommand
 def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit train-classifier`, or a classifier bundle
                    data:str, # Texts to classify: a CSV with a text column (see --text-col), or a text file with one text per line
-                   out:str=None, # CSV file to write (required): text, label and one prob_<class> column per class, one row per input text in input order
+                   out:str=None, # CSV file to write (required), one row per input text in input order: text, label and one prob_<class> column per class; a multi-label classifier: labels (joined by ';') and prob_<label>; a regression: prediction
                    text_col:str='text', # Text column of a CSV input
                    bs:int=64, # Batch size
                    encoding:str=None, # Encoding of the input file (default utf-8; a text file falls back to latin-1)
                    expect_sha256:str=None, # The digest the classifier must have ('bundle sha256' printed by `ulmfit train-classifier`): an edited or other model is refused
                    overwrite:bool=False, # Replace an existing --out file
+                   int8:bool=False, # Run an int8 copy of the model (dynamic quantization of its LSTM and Linear layers; CPU); the bundle stays fp32
+                   n_workers:int=0, # Worker processes that tokenize ahead while the model runs (0: tokenize in this process)
                   ):
-    "Classify texts with a trained classifier; writes their predicted labels and class probabilities to a CSV, in input order"
+    "Classify texts with a trained classifier, pair or regression; writes their predicted labels and class probabilities (or values) to a CSV, in input order"
     dest = check_dest(_need(out, '--out', 'the CSV file to write the predictions to'), overwrite)
     if dest.is_dir(): raise UlmfitError(f"--out {dest} is a folder: pass the name of the CSV file to write the predictions to.")
     if dest.suffix.lower() != '.csv': raise UlmfitError(f"--out {dest} must be a file name ending in .csv: the predictions are written as CSV.")
     sha = _digest(expect_sha256)
     texts = _read_texts(data, text_col, encoding)
-    df = _predict(model, texts, bs, sha)
+    df = _predict(model, texts, bs, sha256=sha, int8=int8, n_workers=n_workers)
+    if 'labels' in df: df['labels'] = df['labels'].map(';'.join)   # a multi-label set, one cell
     df.insert(0, 'text', texts)
     with atomic_path(dest, overwrite) as p: df.to_csv(p, index=False)   # without --overwrite, refused if another run wrote --out meanwhile
     print(f"{len(df)} predictions written to {dest}")
@@ -375,44 +453,34 @@ def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit trai
 
 # %% ../nbs/09_cli.ipynb #86a69a1b
 @_subcommand
-def ulmfit_evaluate(model:str, # The classifier: the --out folder of `ulmfit train-classifier`, or a classifier bundle
+def ulmfit_evaluate(model:str, # The classifier: the --out folder of `ulmfit train-classifier` (a single model or a forward+backward pair), or a classifier bundle
                     data:str, # Labelled CSV to evaluate on (e.g. a held-out test set)
-                    out:str=None, # Output folder (required): metrics.json (accuracy, per-class precision/recall/F1, n) and confusion_matrix.png
+                    out:str=None, # Output folder (required): metrics.json (the task's scores: accuracy, macro F1 and per-class precision/recall/F1; micro/macro F1 and per-label scores; RMSE, MAE, Spearman) and its plot (confusion_matrix.png, per_label.png or predictions.png)
                     text_col:str='text', # Text column
-                    label_col:str='label', # Label column
+                    label_col:str=None, # Label column (comma-separated 0/1 columns for a multi-label classifier trained on them); default the column(s) the classifier was trained on
                     bs:int=64, # Batch size
                     encoding:str=None, # Encoding of the CSV (default utf-8)
                     expect_sha256:str=None, # The digest the classifier must have ('bundle sha256' printed by `ulmfit train-classifier`): an edited or other model is refused
                     overwrite:bool=False, # Replace the results of an earlier evaluation in --out
                    ):
-    "Measure a classifier on labelled texts: accuracy and per-class precision, recall and F1 in metrics.json, and a confusion-matrix plot"
-    paths = _outputs(out, ('metrics.json', 'confusion_matrix.png'), overwrite)
+    "Measure a classifier, pair or regression on labelled texts: the task's scores in metrics.json (a pair's also per member), and their plot"
+    paths = _outputs(out, ('metrics.json', 'confusion_matrix.png', 'per_label.png', 'predictions.png'), overwrite)
     _input(data, 'The data')
     if Path(data).is_dir() or Path(data).suffix.lower() != '.csv':
-        raise UlmfitError(f"{data} is not a CSV file: evaluate needs labelled texts, a CSV with a {text_col!r} and a {label_col!r} column (`ulmfit predict` classifies unlabelled texts, one a line).")
-    _check_columns(data, encoding, text_col=text_col, label_col=label_col)
-    sha = _digest(expect_sha256)
-    truth = _true_labels(data, label_col, encoding)
-    preds = _predict(model, _read_texts(data, text_col, encoding), bs, sha)
-    labels, P = _classes(preds), _lib('pipeline')
-    m = dict(P.class_report(_label_ids(truth, labels, label_col), [labels.index(l) for l in preds.label.astype(str)], labels), model=str(model), data=str(data))
-    _save_fig(P.plot_confusion(m['confusion_matrix'], labels, f'{Path(data).name}'), paths['confusion_matrix.png'], overwrite)
+        raise UlmfitError(f"{data} is not a CSV file: evaluate needs labelled texts, a CSV with a {text_col!r} and a {label_col or 'label'!r} column (`ulmfit predict` classifies unlabelled texts, one a line).")
+    cols = None if label_col is None else [c.strip() for c in label_col.split(',')]
+    _check_columns(data, encoding, text_col=text_col)
+    for c in cols or []: _check_columns(data, encoding, label_col=c)
+    r = _lib('ensemble').evaluate_texts(_clas_folder(model), data, text_col=text_col, label_col=cols if cols and len(cols) > 1 else label_col, bs=bs, encoding=encoding,
+                                        sha256=_digest(expect_sha256), progress=True)
+    y, probs = r.pop('targets'), r.pop('probs')
+    m = dict(r, model=str(model), data=str(data))
+    name, fig = _lib('pipeline').task_figure(m['task'], m, y, probs, m['labels'], f'{Path(data).name}')
+    _save_fig(fig, paths[name], overwrite)
     _write_json(paths['metrics.json'], m, overwrite)   # last: its presence means the evaluation is complete
-    print(f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f} on {m['n']} texts; written to {Path(out)}")
+    print(f"{_scores(dict(valid=m, task=m['task']))} on {m['n']} texts; written to {Path(out)}")
+    for d, mm in m.get('members', {}).items(): print(f"  {d}: {_scores(dict(valid=mm, task=m['task']))}")
     return m
-
-def _true_labels(data, label_col:str, encoding:str=None) -> list:
-    "The labels in column `label_col` of the CSV `data`, as strings, refusing missing ones"
-    lab = _read_csv(data, encoding, dtype={label_col: str})[label_col]
-    if lab.isna().any(): raise UlmfitError(f"{int(lab.isna().sum())} rows of {data} have no label in column {label_col!r} (e.g. rows {list(lab.index[lab.isna()][:5])}): drop them or fill them in.")
-    return lab.tolist()
-
-def _label_ids(truth:list, labels:list, label_col:str) -> list:
-    "Indices of the true labels among the classifier's `labels`, refusing labels it does not know"
-    o2i = {l: i for i, l in enumerate(labels)}
-    unknown = sorted(set(truth) - set(o2i))
-    if unknown: raise UlmfitError(f"Column {label_col!r} holds labels the classifier was not trained on: {unknown[:5]}; it knows {labels}. Check --label-col.")
-    return [o2i[t] for t in truth]
 
 # %% ../nbs/09_cli.ipynb #7cbd05ab
 @_subcommand
@@ -479,7 +547,7 @@ def _kept(sub:str, args:dict) -> str:
     "What an interrupted run keeps: its finished epochs in --out's checkpoints, and how to resume"
     out = args.get('out')
     if sub not in ('pretrain', 'finetune-lm', 'train-classifier') or not out: return ''
-    for d in (Path(out)/'checkpoints', Path(out)/'.next-run'/'checkpoints'):
+    for d in (Path(out)/'checkpoints', Path(out)/'.next-run'/'checkpoints', Path(out)/'fwd'/'checkpoints', Path(out)/'bwd'/'checkpoints'):
         ck = sorted(d.glob('epoch_[0-9][0-9][0-9].pth')) if d.is_dir() else []
         if ck: return (f"; the {int(ck[-1].stem[6:])} finished epoch(s) are kept in {d}: run the same command again to resume"
                        + (" (--no-resume starts afresh)" if sub != 'pretrain' else ''))
@@ -536,6 +604,28 @@ def main(argv:list=None, # The words after `ulmfit`; default `sys.argv[1:]`
         close = difflib.get_close_matches(sub, subcommands, n=1)
         _fail('', f"unknown subcommand {sub!r}: " + (f"did you mean {close[0]!r}? " if close else '') + f"choose one of {', '.join(subcommands)}.")
     _run(sub, argv[1:])
+
+# %% ../nbs/09_cli.ipynb #14c9f0e9
+@_subcommand
+def ulmfit_serve(model:str, # The classifier: the --out folder of `ulmfit train-classifier`, a classifier bundle, or an ensemble folder
+                 host:str='127.0.0.1', # Address to listen on (0.0.0.0 for every interface; there is no authentication, put a TLS proxy in front)
+                 port:int=8000, # TCP port to listen on
+                 int8:bool=False, # Serve an int8 copy of the model (dynamic quantization; CPU); the bundle stays fp32
+                 bs:int=64, # Most texts in one micro-batch of concurrent requests
+                 max_wait_ms:float=5.0, # Milliseconds a request waits for others to share its batch
+                 max_texts:int=256, # Most texts in one request (more: 422)
+                 max_chars:int=50000, # Longest text in characters (longer: 422)
+                 max_body_mb:float=8.0, # Largest request body in MB (larger: 413)
+                 max_queue:int=4096, # Most texts waiting for the model (more: 503, retry later)
+                 threads:int=None, # Torch threads for the model (default: torch's choice)
+                 access_log:bool=False, # Log every request on stdout
+                ):
+    "Serve a classifier over HTTP: POST /predict {\"texts\": [...]} returns labels and probabilities in order; GET /health"
+    S = _lib('serve')
+    lim = S.ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_mb=max_body_mb, max_queue=max_queue)
+    return S.serve(_clas_folder(model), host=host, port=port, int8=int8, bs=bs, max_wait_ms=max_wait_ms, limits=lim, threads=threads, access_log=access_log)
+
+subcommands['serve'] = ulmfit_serve
 
 # %% ../nbs/09_cli.ipynb #9c67fc2e
 @_subcommand

@@ -96,6 +96,11 @@ ARG_SPECS = {  # name: how to check it (`int`/`float` bounds, `choices`, `none`:
     'max_chars': dict(type=int, lo=1, hint='It is the longest piece of a text given to the tokenizer at once, e.g. 200000.'),
     'split':     dict(choices=('file', 'para', 'line'), hint="One document per 'file', per blank-line-separated 'para'graph, or per 'line'."),
     'keep_end':  dict(choices=('head', 'tail'), hint="Which end of a long text `max_tokens` keeps."),
+    'label_smoothing': dict(type=float, lo=0, hi=1, hi_open=True, hint='It is the share of the target spread over all classes, e.g. 0.1; 0 for none.'),
+    'loss':      dict(choices=('mse', 'huber'), none=True, hint="A regression's loss: 'mse' (the default) or 'huber'."),
+    'labels_per_class': dict(type=int, lo=1, none=True, hint='It is how many labelled rows of each class are kept, e.g. 100; None for all.'),
+    'n_steps':   dict(type=int, lo=1, hint='It is the number of steps of the integral, e.g. 50.'),
+    'pool':      dict(choices=('mean', 'concat'), hint="'mean' of the final hidden states, or 'concat' ([last, max, mean], the classifier head's input)."),
 }
 
 def check_args(**kwargs):

@@ -722,7 +722,8 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
 
 # %% ../nbs/01_data.ipynb #199c450b
 def _check_labels(df, label_col, label_delim=None):
-    "Raise `UlmfitError` if `label_col` of `df` has missing values, saying how many and how to fix it"
+    "Raise `UlmfitError` if `label_col` of `df` has missing values, saying how many and how to fix it (an empty cell of a delimited multi-label column is the empty label set)"
+    if label_delim: return
     na = df[label_col].isna()
     if na.any():
         raise UlmfitError(f"{int(na.sum())} of {len(df)} rows have no label in column {label_col!r} (NaN), e.g. rows {list(df.index[na][:5])}. "
@@ -741,24 +742,24 @@ def stratified_valid(labels, # The label of every row (a multi-label cell counts
     if not valid: raise UlmfitError(f"No class has two rows, so no validation split can be drawn from {len(labels)} rows: add rows, or mark the validation rows yourself (`valid_col=`).")
     return sorted(valid)
 
-def _clas_split(df, valid_col, valid_pct, seed, label_col):
-    "Validation row positions: where `valid_col` is true, else a stratified `valid_pct` of every class"
-    if valid_col is None: return stratified_valid(df[label_col], valid_pct, seed)
+def _clas_split(df, valid_col, valid_pct, seed, strata):
+    "Validation row positions: where `valid_col` is true, else a stratified `valid_pct` of every stratum (class, label set or range of values)"
+    if valid_col is None: return stratified_valid(strata, valid_pct, seed)
     v = df[valid_col].astype(bool).to_numpy()
     if not v.any() or v.all(): raise UlmfitError(f"Column {valid_col!r} marks {int(v.sum())} of {len(df)} rows as validation; it must mark some rows, not all.")
     return np.flatnonzero(v).tolist()
 
-def _classes(labels, label_delim) -> list:
-    "The distinct classes in `labels` (split on `label_delim` for multi-label data), sorted as fastai sorts them"
-    if label_delim: return sorted({c for l in labels for c in str(l).split(label_delim)})
+def _classes(labels, multi) -> list:
+    "The distinct classes in `labels` (for multi-label data every class of every row's list), sorted as fastai sorts them"
+    if multi: return sorted({c for l in labels for c in l})
     return sorted(set(labels), key=lambda c: (str(type(c)), c))
 
-def _check_classes(labels, train, valid, label_col, label_delim=None):
+def _check_classes(labels, train, valid, label_col, multi=False):
     "Refuse training rows of one class and validation classes never trained on; warn about classes without a validation row"
-    labels = np.asarray(labels, dtype=object)
-    tr, va = _classes(labels[train], label_delim), _classes(labels[valid], label_delim)
+    labels = pd.Series(list(labels), dtype=object).to_numpy()
+    tr, va = _classes(labels[train], multi), _classes(labels[valid], multi)
     if len(tr) < 2:
-        raise UlmfitError(f"The {len(train)} training rows all have the same class ({tr[0]!r} in column {label_col!r}): a classifier needs at least two classes. "
+        raise UlmfitError(f"The {len(train)} training rows all have the same class ({tr[0] if tr else None!r} in column {label_col!r}): a classifier needs at least two classes. "
                           f"Check `label_col`, and that the validation split (`valid_col`/`valid_pct`) did not take every row of the other classes.")
     unseen = [c for c in va if c not in set(tr)]
     if unseen:
@@ -769,11 +770,47 @@ def _check_classes(labels, train, valid, label_col, label_delim=None):
         warnings.warn(f"The validation rows have no example of class(es) {missing[:5]}" + (f" (and {len(missing)-5} more)" if len(missing) > 5 else '') +
                       ": the validation metrics say nothing about them. Hold out more rows (`valid_pct`) or mark some with `valid_col`.")
 
+# %% ../nbs/01_data.ipynb #b99de220
+def _flag_lists(df, cols) -> list:
+    "The labels of each row of the 0/1 columns `cols` of `df` (those whose flag is 1), refusing any other value"
+    f = df[cols]
+    ok = f.isin([0, 1, True, False, '0', '1']) & f.notna()
+    if not ok.all().all():
+        c = next(c for c in cols if not ok[c].all()); r = ok.index[~ok[c]][:5].tolist()
+        raise UlmfitError(f"Label column {c!r} holds values other than 0 and 1 (rows {r}: {f.loc[r, c].tolist()}): one 0/1 column per label is expected "
+                          "(or pass one column of delimited labels with `label_delim`).")
+    on = f.astype(int).to_numpy().astype(bool)
+    return [[c for c, b in zip(cols, row) if b] for row in on]
+
+def _numbers(df, col) -> np.ndarray:
+    "The regression targets in column `col` as float32, refusing text, missing or infinite values"
+    y = pd.to_numeric(df[col], errors='coerce')
+    bad = y.isna() | ~np.isfinite(y.fillna(0))
+    if bad.any(): raise UlmfitError(f"{int(bad.sum())} rows of column {col!r} are not finite numbers (e.g. rows {df.index[bad][:5].tolist()}: {df[col][bad][:3].tolist()}): "
+                                    "a regression needs a number in every row. Fix or drop them.")
+    return y.to_numpy(dtype=np.float32)
+
+def _targets(df, label_col, label_delim=None, regression=False) -> tuple:
+    "(target of every row for the `DataBlock`, stratum of every row, the y block, the task dict) of `df`"
+    cols = list(label_col) if isinstance(label_col, (list, tuple)) else [label_col]
+    if regression:
+        if len(cols) > 1 or label_delim: raise UlmfitError(f"A regression has one numeric target column; `label_col`={label_col!r}" + (" and `label_delim`" if label_delim else '') + " ask for a multi-label classifier.")
+        y = _numbers(df, cols[0])
+        strata = pd.qcut(y, q=min(10, max(len(y)//2, 1)), labels=False, duplicates='drop') if len(np.unique(y)) > 1 else np.zeros(len(y), int)
+        return y, strata, RegressionBlock(), dict(type='regression', target=cols[0])   # the target is the label column
+    if len(cols) > 1:
+        y = _flag_lists(df, cols)
+        return y, [';'.join(l) for l in y], MultiCategoryBlock(vocab=cols), dict(type='multi_label', label_cols=cols)
+    if label_delim:
+        y = [[c for c in str(l).split(label_delim) if c] if isinstance(l, str) or not pd.isna(l) else [] for l in df[cols[0]]]
+        return y, [label_delim.join(sorted(l)) for l in y], MultiCategoryBlock(), dict(type='multi_label', label_col=cols[0], label_delim=label_delim)
+    return df[cols[0]].to_numpy(), df[cols[0]], CategoryBlock(), dict(type='single_label', label_col=cols[0])
+
 # %% ../nbs/01_data.ipynb #5cc0d212
 @delegates(tokenize_corpus, keep=True, but=['source', 'text_col', 'max_docs', 'max_tokens', 'chunk_chars', 'max_chars'])
 def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              text_col='text', # Text column
-             label_col='label', # Label column
+             label_col='label', # Label column (a list of 0/1 columns, one per label: a multi-label classifier)
              *,
              vocab, # The language model's vocabulary: a list, LM `DataLoaders` or a `Bundle` (these two also bring their tokenizer); `None` on purpose: a new one
              valid_col=None, # Boolean column marking validation rows; `None`: a stratified `valid_pct` of every class (`stratified_valid`)
@@ -782,6 +819,7 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              bptt:int=70, # BPT3C chunk length: texts are padded to a multiple of it
              backwards:bool=False, # Read texts backwards (the classifier of a backward LM)
              label_delim:str=None, # Separator of several labels in one cell: a multi-label classifier
+             regression:bool=False, # The label column holds numbers: a regression
              min_freq:int=3, max_vocab:int=60000, # For a new vocabulary (`vocab=None`)
              seed:int=None, # Seed of the random validation split
              encoding:str=None, # Encoding of a CSV file (`None`: utf-8)
@@ -789,23 +827,26 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
              path='.', # `DataLoaders.path`
              **kwargs, # Passed to `DataBlock.dataloaders`
             ) -> DataLoaders:
-    "Classifier `DataLoaders` that reuse the language model's `vocab`, tokenized once and cached"
+    "Classifier (or regression) `DataLoaders` that reuse the language model's `vocab`, tokenized once and cached; `dls.task` says which"
     check_args(bs=bs, bptt=bptt, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
     if valid_col is None: check_args(valid_pct=valid_pct)
     df = _read_df(df_or_csv, encoding)
-    _check_cols(df, text_col, label_col, valid_col)
-    _check_labels(df, label_col)
+    cols = list(label_col) if isinstance(label_col, (list, tuple)) else [label_col]
+    _check_cols(df, text_col, *cols, valid_col)
+    for c in cols: _check_labels(df, c, label_delim or len(cols) > 1 or regression)   # those have their own checks
+    y, strata, y_block, task = _targets(df, label_col, label_delim, regression)
     tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
     stores = _stores([df], text_col, tkw)
-    valid = _clas_split(df, valid_col, valid_pct, seed, label_col)
+    valid = _clas_split(df, valid_col, valid_pct, seed, strata)
     train = np.setdiff1d(np.arange(len(df)), valid)
     tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab, tok), backwards, tkw)
-    _check_classes(df[label_col].to_numpy(), train, valid, label_col, label_delim)
+    if not regression: _check_classes(y, train, valid, label_col, task['type'] == 'multi_label')
     if len(train) < bs: raise UlmfitError(f"There are {len(train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
-    items = pd.DataFrame({'doc': np.arange(len(df)), 'label': df[label_col].to_numpy()})
-    y_block = MultiCategoryBlock if label_delim else CategoryBlock
+    items = pd.DataFrame({'doc': np.arange(len(df)), 'label': pd.Series(list(y), dtype=object) if task['type'] == 'multi_label' else y})
     dblock = DataBlock(blocks=(TransformBlock(type_tfms=tfms, dl_type=SortedDL, dls_kwargs={'before_batch': Pad_Chunk(seq_len=bptt)}), y_block),
-                       get_x=ColReader('doc'), get_y=ColReader('label', label_delim=label_delim), splitter=IndexSplitter(valid))
+                       get_x=ColReader('doc'), get_y=ColReader('label'), splitter=IndexSplitter(valid))
     lens = tfms[0].lengths()
-    return dblock.dataloaders(items, bs=bs, path=path, dl_kwargs=[{'res': lens[train]}, {'val_res': lens[valid]}], **kwargs)
+    dls = dblock.dataloaders(items, bs=bs, path=path, dl_kwargs=[{'res': lens[train]}, {'val_res': lens[valid]}], **kwargs)
+    dls.task = task
+    return dls

@@ -4,19 +4,28 @@
 
 # %% ../nbs/06_inference.ipynb #ea0a34e3
 from __future__ import annotations
-import contextlib, hashlib, json, os, shutil, tempfile, threading, uuid, weakref
+import contextlib, hashlib, itertools, json, multiprocessing, os, pickle, shutil, tempfile, threading, uuid, warnings, weakref
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from copy import deepcopy
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
+from torch.nn.utils.rnn import pad_sequence
 from .core import UlmfitError, check_range, check_args, check_dest, atomic_dir
 from .data import TokenIds, lm_dls, clas_dls, _tok_texts
 from .io import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
 
 # %% auto #0
-__all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'BiClassifier',
-           'ensemble_digest', 'backward_dls', 'LMState', 'generate_ids', 'generate']
+__all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task',
+           'output_frame', 'BiClassifier', 'inference_model', 'ensemble_digest', 'backward_dls', 'LMState',
+           'generate_ids', 'generate']
+
+# %% ../nbs/06_inference.ipynb #d866e782
+from .tasks import task_of   # what a classifier predicts: single-/multi-label classes or a number
 
 # %% ../nbs/06_inference.ipynb #b484fe50
 def _text_pipeline(dls) -> list:
@@ -58,17 +67,22 @@ def _lock_of(obj, fallback=None) -> threading.RLock:
         except TypeError: return fallback if fallback is not None else threading.RLock()
 
 # %% ../nbs/06_inference.ipynb #e97a63b2
+def _n_out(model) -> int:
+    "Outputs of a classifier's head: the last layer of `model[1]` with `out_features` (a `nn.Linear`, or its int8 version)"
+    return [m for m in model[1].modules() if hasattr(m, 'out_features')][-1].out_features
+
 class Predictor:
     "A model ready for inference with its `vocab`, `labels`, tokenizer and reading direction; safe to share between threads"
-    def __init__(self, model, vocab, labels=None, tokenizer=None, post_rules=None, backwards=False, source=None, kind='classifier'):
-        store_attr('model,vocab,labels,tokenizer,post_rules,backwards,source,kind')
+    def __init__(self, model, vocab, labels=None, tokenizer=None, post_rules=None, backwards=False, source=None, kind='classifier', task=None, int8=False):
+        store_attr('model,vocab,labels,tokenizer,post_rules,backwards,source,kind,int8')
+        self.task = dict(task or dict(type='single_label')) if kind == 'classifier' else None   # `tasks.task_of`: single-/multi-label or regression
         self.o2i = {w:i for i,w in enumerate(self.vocab) if w != 'xxfake'}
         self.unk = _unk_idx(self.vocab)
         self._own_lock = threading.RLock()
         if kind == 'classifier' and self.labels is None: self.labels = [str(i) for i in range(self.n_out)]
 
     @property
-    def n_out(self) -> int: return [m for m in self.model[1].modules() if isinstance(m, nn.Linear)][-1].out_features if self.kind == 'classifier' else len(self.vocab)
+    def n_out(self) -> int: return _n_out(self.model) if self.kind == 'classifier' else len(self.vocab)
     @property
     def pad_idx(self) -> int: return self.model[0].pad_idx if self.kind == 'classifier' else self.o2i.get(PAD, 1)
     @property
@@ -77,18 +91,45 @@ class Predictor:
     def lock(self) -> threading.RLock:
         "The lock held while the model runs: one per model, however many predictors share it"
         return _lock_of(self.model, self._own_lock)
+    @property
+    def tok_lock(self) -> threading.RLock:
+        "The lock held while the tokenizer runs: one per tokenizer"
+        return _lock_of(self.tokenizer.tok, self._own_lock) if self.tokenizer is not None else self._own_lock
     def __repr__(self):
-        return f"Predictor({self.kind}, {'backward' if self.backwards else 'forward'}, vocab {len(self.vocab)}" + \
+        return f"Predictor({self.kind}, {'backward' if self.backwards else 'forward'}{', int8' if self.int8 else ''}, vocab {len(self.vocab)}" + \
                (f", labels {self.labels}" if self.kind == 'classifier' else '') + f", from {self.source})"
 
 # %% ../nbs/06_inference.ipynb #7d4cdc4c
+class _SpacyRules:
+    "fastai's `TokenizeWithRules` over its `SpacyTokenizer`: the same rules, spaCy tokenizer and tokens, without per-token `L`s and spaCy `Token`s"
+    def __init__(self, tok, rules=None, post_rules=None):
+        self.tok, self.rules = tok, list(ifnone(rules, defaults.text_proc_rules))
+        self.post_rules = list(ifnone(post_rules, defaults.text_postproc_rules))
+
+    def _pre(self, t):
+        for r in self.rules: t = r(t)
+        return str(t)
+
+    def __call__(self, batch):
+        from spacy.attrs import ORTH
+        nlp = self.tok.pipe.__self__
+        strings = nlp.vocab.strings
+        for doc in nlp.tokenizer.pipe(map(self._pre, batch), batch_size=self.tok.buf_sz):
+            toks = [strings[h] for h in doc.to_array(ORTH).tolist()]
+            for r in self.post_rules: toks = [r(t) for t in toks]
+            yield toks
+
+def _rules_of(tok, rules, post_rules):
+    "The fastest exact tokenizer-with-rules for `tok`: `_SpacyRules` for fastai's spaCy tokenizer, else fastai's `TokenizeWithRules`"
+    return (_SpacyRules if type(tok) is SpacyTokenizer else TokenizeWithRules)(tok, rules=rules, post_rules=post_rules)
+
 @patch
 def tokenize(self:Predictor, texts:list) -> list:
     "Token lists of `texts`, with the tokenizer and rules used in training (texts over 200,000 characters cut into pieces, as in training)"
     if self.tokenizer is None:
         raise UlmfitError(f"{self.source} has no tokenizer (a bundle saved without tokenizer.json?). Pass `tokenizer=` (the fastai `Tokenizer` used in training).")
-    tkz = TokenizeWithRules(self.tokenizer.tok, rules=self.tokenizer.rules, post_rules=self.post_rules)
-    with _lock_of(self.tokenizer.tok, self._own_lock): return _tok_texts(tkz, list(texts))
+    tkz = _rules_of(self.tokenizer.tok, self.tokenizer.rules, self.post_rules)
+    with self.tok_lock: return _tok_texts(tkz, list(texts))
 
 @patch
 def numericalize(self:Predictor, toks:list) -> Tensor:
@@ -101,14 +142,16 @@ def _from_learner(learn, tokenizer=None):
     "A `Predictor` over the model and `DataLoaders` of `learn`"
     vocab, labels = _vocab_labels(learn.dls)
     tok, post = (tokenizer, None) if tokenizer is not None else _dls_tokenizer(learn.dls)
+    task = None if isinstance(learn, LMLearner) else (getattr(learn, 'task', None) or task_of(learn.dls))
+    if task and task['type'] == 'regression': labels = [task.get('target', 'value')]
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
-    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind)
+    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind, task=task)
 
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
     if b.kind == 'encoder': raise UlmfitError(f"{b.path} holds only an encoder; predictions need a classifier or language-model bundle.")
     tok = tokenizer if tokenizer is not None else (b.build_tokenizer() if b.tokenizer_spec else None)
-    return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind)
+    return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind, task=b.task)
 
 # %% ../nbs/06_inference.ipynb #37a8003b
 def as_predictor(obj, # A classifier/LM `Learner`, a `Bundle`, a bundle folder, or a `Predictor`
@@ -119,6 +162,7 @@ def as_predictor(obj, # A classifier/LM `Learner`, a `Bundle`, a bundle folder, 
     if isinstance(obj, Learner): return _from_learner(obj, tokenizer)
     if isinstance(obj, Bundle): return _from_bundle(obj, tokenizer)
     if isinstance(obj, (str, Path)) and Path(obj).is_dir(): return _from_bundle(load_bundle(obj), tokenizer)
+    if isinstance(obj, (str, Path)): raise UlmfitError(f"There is no bundle folder at {obj}: pass the folder `save_classifier_bundle` (or `ulmfit train-classifier`) wrote.")
     raise UlmfitError(f"Cannot predict with a {type(obj).__name__}: pass a classifier Learner, a bundle folder (see `save_classifier_bundle`), "
                       "a `Bundle` or a `BiClassifier`.")
 
@@ -145,13 +189,59 @@ def _eval_mode(model):
         getcallable(model, 'reset')()
         model.train(was_training)
 
+def _standard_clas(model) -> bool:
+    "Is `model` fastai's one-direction AWD-LSTM classifier (`SentenceEncoder` over `AWD_LSTM`, then `PoolingLinearClassifier`)?"
+    return isinstance(model, nn.Sequential) and len(model) == 2 and type(model[0]) is SentenceEncoder and \
+           type(model[0].module) is AWD_LSTM and type(model[1]) is PoolingLinearClassifier and model[0].module.n_dir == 1
+
+def _pool_starts(lens:Tensor, bptt:int, max_len) -> Tensor:
+    "First pooled position of each text: `SentenceEncoder` keeps the last `max_len // bptt` chunks of a text's own chunking"
+    if max_len is None: return torch.zeros_like(lens)
+    return ((lens + bptt - 1) // bptt - max_len // bptt).clamp(min=0) * bptt
+
+def _clas_logits(model, ids:list, step:int=None) -> Tensor:
+    "Logits of fastai's AWD-LSTM classifier `model` (eval mode) for the id tensors `ids`, longest first, each text read only as far as the batch's longest unread text"
+    enc, awd = model[0], model[0].module
+    dev = one_param(model).device
+    lens = torch.tensor([len(x) for x in ids])
+    x = pad_sequence([torch.as_tensor(o) for o in ids], batch_first=True, padding_value=enc.pad_idx).to(dev)
+    starts, step = _pool_starts(lens, enc.bptt, enc.max_len).to(dev), step or enc.bptt
+    n, h, ld = len(ids), awd.emb_sz, lens.to(dev)
+    last, mx = x.new_zeros(n, h, dtype=torch.float), x.new_full((n, h), -float('inf'), dtype=torch.float)
+    sm, cnt = x.new_zeros(n, h, dtype=torch.float), x.new_zeros(n)
+    hidden = [None] * awd.n_layers
+    for t0 in range(0, int(lens[0]), step):
+        act = int((lens > t0).sum())   # the texts still being read: a prefix, as they are sorted longest first
+        T = min(step, int(lens[0]) - t0)
+        out = awd.input_dp(awd.encoder_dp(x[:act, t0:t0+T]))
+        for i, rnn in enumerate(awd.rnns):
+            out, hidden[i] = rnn(out, None if hidden[i] is None else tuple(s[:, :act].contiguous() for s in hidden[i]))
+            if i < awd.n_layers - 1: out = awd.hidden_dps[i](out)
+        pos = torch.arange(t0, t0 + T, device=dev)[None]
+        keep = (pos >= starts[:act, None]) & (pos < ld[:act, None]) & (x[:act, t0:t0+T] != enc.pad_idx)
+        out = out.float()
+        mx[:act] = torch.maximum(mx[:act], out.masked_fill(~keep[..., None], -float('inf')).amax(1))
+        sm[:act] += out.masked_fill(~keep[..., None], 0).sum(1)
+        cnt[:act] += keep.sum(1)
+        done = ((lens[:act] > t0) & (lens[:act] <= t0 + T)).nonzero()[:, 0].to(dev)
+        last[done] = out[done, ld[done] - 1 - t0]
+    return model[1].layers(torch.cat([last, mx, sm / cnt.clamp(min=1)[:, None]], 1))
+
 @patch
 def probs_of(self:Predictor, ids:list) -> np.ndarray:
     "Class probabilities for a batch of id tensors in reading order, sorted longest first (the model runs under its lock)"
+    ids = [torch.as_tensor(x) for x in ids]
     if self.backwards: ids = [x.flip(0) for x in ids]
-    x = _pad_batch(ids, self.pad_idx, self.bptt)
     with self.lock, _eval_mode(self.model):
-        return F.softmax(self.model(x.to(one_param(self.model).device))[0].float(), dim=-1).cpu().numpy()
+        if _standard_clas(self.model): logits = _clas_logits(self.model, ids)
+        else: logits = self.model(_pad_batch(ids, self.pad_idx, self.bptt).to(one_param(self.model).device))[0]
+        return _activate(logits.float(), self.task).cpu().numpy()
+
+# %% ../nbs/06_inference.ipynb #5b8ab036
+def _activate(out:Tensor, task:dict) -> Tensor:
+    "The predictions of raw outputs `out` for `task`: softmax, sigmoid (multi-label) or the values (regression)"
+    t = (task or {}).get('type', 'single_label')
+    return out if t == 'regression' else out.sigmoid() if t == 'multi_label' else F.softmax(out, dim=-1)
 
 # %% ../nbs/06_inference.ipynb #c4023f29
 def _as_list(texts, text_col):
@@ -195,13 +285,61 @@ def _chunks(n:int, chunk_size:int):
 
 def _n_batches(n, chunk_size, bs): return sum(-(-(e-s)//bs) for s,e in _chunks(n, chunk_size))
 
+class _TextIds:
+    "Texts -> id arrays as `Predictor.tokenize`, `numericalize` and `_cut` make them; picklable, for tokenizer worker processes"
+    def __init__(self, p:Predictor, max_tokens=None, keep='head'):
+        self.tkz, self.o2i, self.unk = _rules_of(p.tokenizer.tok, p.tokenizer.rules, p.post_rules), p.o2i, p.unk
+        self.max_tokens, self.keep = max_tokens, keep
+    def __call__(self, texts) -> list:
+        o2i, unk = self.o2i, self.unk
+        return [_cut(np.array([o2i.get(t, unk) for t in toks] or [unk], dtype=np.int64), self.max_tokens, self.keep)
+                for toks in _tok_texts(self.tkz, list(texts))]
+
+_WORKER = {}   # inside a tokenizer worker process only: the `_TextIds` it runs, set once when the worker starts
+
+def _worker_init(enc): _WORKER['enc'] = enc
+def _worker_ids(texts): return _WORKER['enc'](texts)
+
+def _pool_context():
+    "The start method of tokenizer workers: a forkserver that imports this module once (never `fork` of a threaded process), else spawn"
+    if 'forkserver' not in multiprocessing.get_all_start_methods(): return multiprocessing.get_context('spawn')
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload(['ulmfit_ext.inference'])
+    return ctx
+
+def _worker_ids_in_order(enc, items:list, spans:list, n_workers:int, ahead:int):
+    "Yield `enc(items[s:e])` for each span, in order, computed by `n_workers` worker processes with at most `ahead` spans in flight"
+    try: pickle.dumps(enc)
+    except Exception as e:
+        raise UlmfitError(f"The tokenizer cannot be sent to worker processes ({type(e).__name__}: {e}); tokenize here with `n_workers=0`.") from None
+    ex = ProcessPoolExecutor(n_workers, mp_context=_pool_context(), initializer=_worker_init, initargs=(enc,))
+    todo, queue = iter(spans), deque()
+    try:
+        for s,e in itertools.islice(todo, max(ahead, 2*n_workers)): queue.append(ex.submit(_worker_ids, items[s:e]))
+        while queue:
+            res = queue.popleft().result()
+            for s,e in itertools.islice(todo, 1): queue.append(ex.submit(_worker_ids, items[s:e]))
+            yield res
+    except BrokenProcessPool as e:
+        raise UlmfitError(f"A tokenizer worker process died ({e}): is the machine out of memory, or does the tokenizer use rules defined in `__main__`? "
+                          "Use fewer workers, or `n_workers=0` to tokenize in this process.") from None
+    finally: ex.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/06_inference.ipynb #50882eb6
-def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head') -> np.ndarray:
+_PIECE = 256   # texts per job of a tokenizer worker
+
+def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head', n_workers=0) -> np.ndarray:
     "Mean class probabilities of the `Predictor`s `preds` for the strings `items`, in input order"
-    out = np.zeros((len(items), preds[0].n_out), dtype=np.float32)
+    p0, out = preds[0], np.zeros((len(items), preds[0].n_out), dtype=np.float32)
+    chunks = list(_chunks(len(items), chunk_size))
+    if n_workers and len(items) > _PIECE:
+        if p0.tokenizer is None: p0.tokenize([])   # the error that names the missing tokenizer
+        spans = [[(a, min(a+_PIECE, e)) for a in range(s, e, _PIECE)] for s,e in chunks]
+        pieces = _worker_ids_in_order(_TextIds(p0, max_tokens, keep), items, [sp for c in spans for sp in c], n_workers, -(-chunk_size // _PIECE))
+        chunk_ids = ([i for _ in c for i in next(pieces)] for c in spans)
+    else: chunk_ids = ([_cut(p0.numericalize(t), max_tokens, keep) for t in p0.tokenize(items[s:e])] for s,e in chunks)
     def batches():
-        for s,e in _chunks(len(items), chunk_size):
-            ids = [_cut(preds[0].numericalize(t), max_tokens, keep) for t in preds[0].tokenize(items[s:e])]
+        for (s,e),ids in zip(chunks, chunk_ids):
             for b in _chunk_batches(np.array([len(x) for x in ids]), bs): yield s+b, [ids[i] for i in b]
     it = batches()
     if progress and len(items) > bs: it = progress_bar(it, total=_n_batches(len(items), chunk_size, bs), leave=False)
@@ -209,8 +347,8 @@ def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True
     return out
 
 # %% ../nbs/06_inference.ipynb #1ce45c35
-def _resolve(model, tokenizer=None, sha256=None):
-    "A `BiClassifier` for an ensemble (or its folder), else the `Predictor` of `model`; raise unless it classifies"
+def _resolve(model, tokenizer=None, sha256=None, int8=False):
+    "A `BiClassifier` for an ensemble (or its folder), else the `Predictor` of `model` (int8 with `int8`); raise unless it classifies"
     folder = isinstance(model, (str, Path)) and Path(model).is_dir()
     if sha256 is not None and not folder:
         raise UlmfitError(f"`sha256` pins a bundle or ensemble folder, but the model is a {type(model).__name__}: pass the folder, or leave `sha256=None`.")
@@ -219,7 +357,7 @@ def _resolve(model, tokenizer=None, sha256=None):
     res = model if hasattr(model, 'predictors') else as_predictor(model, tokenizer)
     p = getattr(res, 'predictors', [res])[0]
     if p.kind != 'classifier': raise UlmfitError(f"{p.source} is a language model; `predict_texts` needs a classifier. Use `generate` for text.")
-    return res
+    return res.quantized() if int8 else res
 
 def _predictors(model) -> list: return getattr(model, 'predictors', None) or [model]  # a `BiClassifier` has two
 
@@ -234,25 +372,43 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
                   text_col:str='text', # Text column when `texts` is a DataFrame
                   tokenizer=None, # A fastai `Tokenizer` replacing the model's own
                   sha256:str=None, # For a bundle or ensemble folder: its expected digest (`bundle_digest`/`ensemble_digest`)
+                  n_workers:int=0, # Worker processes tokenizing ahead while the model runs (0: tokenize in this process)
+                  int8:bool=False, # Run an int8 copy of the model (dynamic quantization of its LSTM and Linear layers; CPU)
                  ) -> np.ndarray: # `float32` array, one row per text (input order), one column per class
     "Class probabilities of `texts` (averaged over both members of a `BiClassifier`), in input order"
-    check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end)
-    preds = _predictors(_resolve(model, tokenizer, sha256))
+    check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end, n_workers=n_workers)
+    preds = _predictors(_resolve(model, tokenizer, sha256, int8))
     items, index = _as_list(texts, text_col)
-    return _predict_probs(preds, _check_texts(items, index), bs, chunk_size, progress, max_tokens, keep_end)
+    return _predict_probs(preds, _check_texts(items, index), bs, chunk_size, progress, max_tokens, keep_end, n_workers or 0)
 
 # %% ../nbs/06_inference.ipynb #6b601199
 @delegates(predict_probs, but=['model', 'texts'])
 def predict_texts(model, # Classifier `Learner`, `Bundle`, bundle or ensemble folder, `Predictor` or `BiClassifier`
                   texts, # A list of strings, a pandas Series, or a DataFrame (with `text_col`)
                   **kwargs) -> pd.DataFrame:
-    "Predicted `label` and `prob_<label>` columns for `texts`, in input order (index of an input Series/DataFrame kept)"
-    model = _resolve(model, kwargs.pop('tokenizer', None), kwargs.pop('sha256', None))  # load (and check) a folder only once
+    "Predictions for `texts` in input order (index of an input Series/DataFrame kept): `label` and `prob_<label>` columns; multi-label: `labels` (the set) and `prob_<label>`; regression: `prediction`"
+    model = _resolve(model, kwargs.pop('tokenizer', None), kwargs.pop('sha256', None), kwargs.pop('int8', False))  # load, check, quantize once
     probs = predict_probs(model, texts, **kwargs)
-    labels = _predictors(model)[0].labels
-    idx = _as_list(texts, kwargs.get('text_col', 'text'))[1]
-    res = pd.DataFrame(probs, columns=[f'prob_{l}' for l in labels], index=idx)
-    res.insert(0, 'label', np.array(labels, dtype=object)[probs.argmax(1)])
+    return output_frame(probs, _predictors(model)[0].labels, model_task(model), _as_list(texts, kwargs.get('text_col', 'text'))[1])
+
+# %% ../nbs/06_inference.ipynb #ab10016b
+def model_task(model) -> dict:
+    "The task of a model `_resolve` returned (a `Predictor` or a `BiClassifier`)"
+    return dict(getattr(model, 'task', None) or _predictors(model)[0].task or dict(type='single_label'))
+
+def output_frame(probs:np.ndarray, # `predict_probs` output
+                 labels:list, # The model's output names
+                 task:dict, # Its task (`model_task`)
+                 index=None, # The index of the result
+                ) -> pd.DataFrame:
+    "The `predict_texts` table of `probs` for `task`"
+    t = task.get('type', 'single_label')
+    if t == 'regression': return pd.DataFrame({'prediction': probs[:, 0]}, index=index)
+    res = pd.DataFrame(probs, columns=[f'prob_{l}' for l in labels], index=index)
+    if t == 'multi_label':
+        on = probs >= task.get('threshold', 0.5)
+        res.insert(0, 'labels', [[l for l, b in zip(labels, row) if b] for row in on])
+    else: res.insert(0, 'label', np.array(labels, dtype=object)[probs.argmax(1)])
     return res
 
 # %% ../nbs/06_inference.ipynb #a3236057
@@ -278,6 +434,7 @@ def _check_pair(f:Predictor, b:Predictor):
         what = 'the same labels in a different order' if set(f.labels) == set(b.labels) else 'different label sets'
         raise UlmfitError(f"The two classifiers predict {what}: {f.labels} (forward) vs {b.labels} (backward). "
                           "Train both on the same labelled data (the same label column gives the same sorted labels).")
+    if f.task['type'] != b.task['type']: raise UlmfitError(f"The two models do different tasks ({f.task['type']} forward, {b.task['type']} backward): train both the same way.")
 
 # %% ../nbs/06_inference.ipynb #3e9b7d68
 class BiClassifier:
@@ -299,16 +456,70 @@ class BiClassifier:
     def vocab(self) -> list: return self.fwd.vocab
     def __repr__(self): return f"BiClassifier(vocab {len(self.vocab)}, labels {self.labels})\n  fwd: {self.fwd}\n  bwd: {self.bwd}"
 
+# %% ../nbs/06_inference.ipynb #df835024
+def _pair_task(self) -> dict: return getattr(self, '_task', None) or self.fwd.task
+def _set_pair_task(self, t:dict): self._task = dict(t)
+BiClassifier.task = property(_pair_task, _set_pair_task, doc="The pair's task: the one set for the pair (e.g. a multi-label threshold chosen on the averaged probabilities), else the forward member's")
+
+# %% ../nbs/06_inference.ipynb #84fb4f9a
+def _plain_lstm(wd) -> nn.LSTM:
+    "The `nn.LSTM` inside fastai's `WeightDropout` `wd` with the raw weights as parameters: what `wd` computes in eval mode"
+    m = wd.module
+    lstm = nn.LSTM(m.input_size, m.hidden_size, m.num_layers, bias=m.bias, batch_first=m.batch_first, dropout=m.dropout,
+                   bidirectional=m.bidirectional, proj_size=m.proj_size)
+    raw = {n: getattr(wd, f'{n}_raw') for n in wd.layer_names}
+    lstm.load_state_dict({n: (raw[n] if n in raw else getattr(m, n)).detach() for n,_ in lstm.named_parameters()})
+    return lstm.to(next(iter(raw.values())).device)
+
+def _quantize(model) -> nn.Module:
+    "`model` with its `nn.LSTM` and `nn.Linear` layers dynamically quantized to int8, in place"
+    try: from torch.ao.quantization import quantize_dynamic
+    except ImportError: raise UlmfitError(f"int8 inference needs torch's dynamic quantization (torch.ao.quantization), which torch {torch.__version__} "
+                                          "does not have: install a torch that has it (2.x up to 2.13 do), or predict without int8.") from None
+    if one_param(model).device.type != 'cpu': raise UlmfitError("int8 inference runs on the CPU: move the model there (`model.cpu()`), or predict in fp32 on the GPU.")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # torch announces torch.ao.quantization's move to torchao
+        return quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8, inplace=True)
+
+def inference_model(model, # A fastai AWD-LSTM classifier or language model (`learn.model`, `Bundle.build_model()`)
+                    int8:bool=False, # Also quantize its LSTM and Linear layers to int8 (CPU)
+                   ) -> nn.Module:
+    "A copy of `model` for inference, in eval mode, its `WeightDropout` LSTMs made plain `nn.LSTM`s with the raw weights (with `int8`: quantized)"
+    with _lock_of(model):
+        getcallable(model, 'reset')()
+        # `WeightDropout` writes a non-leaf copy of each raw weight into its LSTM, which `deepcopy` refuses: hand it detached ones
+        memo = {id(t): t.detach().clone() for wd in model.modules() if isinstance(wd, WeightDropout)
+                for t in [getattr(wd.module, n, None) for n in wd.layer_names] if isinstance(t, Tensor)}
+        m = deepcopy(model, memo).eval()
+    for awd in [o for o in m.modules() if isinstance(o, AWD_LSTM)]:
+        awd.rnns = nn.ModuleList([_plain_lstm(r) if isinstance(r, WeightDropout) and type(r.module) is nn.LSTM else r for r in awd.rnns])
+        awd.reset()
+    return _quantize(m) if int8 else m
+
+@patch
+def quantized(self:Predictor) -> Predictor:
+    "This predictor with an int8 copy of its model (itself if it is int8 already); the copy is a snapshot: later training does not reach it"
+    if self.int8: return self
+    return Predictor(inference_model(self.model, int8=True), self.vocab, self.labels, self.tokenizer, self.post_rules, self.backwards, self.source, self.kind, task=self.task, int8=True)
+
+@patch
+def quantized(self:BiClassifier) -> BiClassifier:
+    "The ensemble with int8 copies of both members (and the pair's own task, e.g. a multi-label threshold chosen for the pair)"
+    q = BiClassifier(self.fwd.quantized(), self.bwd.quantized())
+    if getattr(self, '_task', None) is not None: q.task = self._task
+    return q
+
 # %% ../nbs/06_inference.ipynb #99a018fb
 ENSEMBLE_FORMAT, ENSEMBLE_VERSION = 'ulmfit_ext.ensemble', 1
 
 def _save_member(p:Predictor, path):
     "Save the classifier of `p` as a bundle folder `path`"
-    save_bundle(path, p.model, p.vocab, 'classifier', tokenizer=p.tokenizer, labels=p.labels, backwards=p.backwards, bptt=p.bptt)
+    if p.int8: raise UlmfitError("This ensemble holds int8 copies, which are for inference only: save the fp32 ensemble you quantized (int8 is applied at load, `int8=True`).")
+    save_bundle(path, p.model, p.vocab, 'classifier', tokenizer=p.tokenizer, labels=p.labels, backwards=p.backwards, bptt=p.bptt, task=p.task)
 
 def _ensemble_meta(ens) -> dict:
     return dict(format=ENSEMBLE_FORMAT, format_version=ENSEMBLE_VERSION, members=dict(fwd='fwd', bwd='bwd'), combine='mean',
-                labels=ens.labels, vocab_sz=len(ens.vocab), created=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                labels=ens.labels, vocab_sz=len(ens.vocab), created=datetime.now(timezone.utc).isoformat(timespec='seconds'), task=ens.task)
 
 def _check_ens_target(path, overwrite):
     "Refuse an existing `path` unless `overwrite`; never replace a folder that is not an ensemble"
@@ -381,6 +592,7 @@ def load(cls:BiClassifier, path, # A folder written by `BiClassifier.save`
                                           "It was edited or replaced after the digest was published; get it again from a source you trust.")
     ens = cls(load_bundle(fwd, kinds=('classifier',)), load_bundle(bwd, kinds=('classifier',)), tokenizer=tokenizer)
     if ens.labels != m.get('labels'): raise UlmfitError(f"ensemble.json lists labels {m.get('labels')} but the bundles have {ens.labels}: the folder was edited.")
+    if isinstance(m.get('task'), dict): ens.task = m['task']   # the pair's own task (a multi-label threshold chosen for the averaged probabilities)
     return ens
 
 # %% ../nbs/06_inference.ipynb #3e985772
@@ -433,32 +645,76 @@ def _filter_logits(logits:Tensor, temperature:float=1., top_k:int=None, top_p:fl
     return logits
 
 # %% ../nbs/06_inference.ipynb #86eb0af5
-def _sample(logits, temperature, top_k, top_p, banned, gen):
-    "One next token per row: the argmax at `temperature=0`, else a draw from the filtered distribution"
-    if temperature == 0: return _filter_logits(logits, banned=banned).argmax(-1)
-    probs = _filter_logits(logits, temperature, top_k, top_p, banned).softmax(-1)
-    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+def _cell_weights(rnn):
+    "(w_ih, w_hh, b_ih, b_hh) of a one-layer, one-direction LSTM (plain, or in fastai's `WeightDropout`) as eval mode uses them; `None` if it is not one"
+    wd = rnn if isinstance(rnn, WeightDropout) else None
+    lstm = rnn.module if wd is not None else rnn
+    if type(lstm) is not nn.LSTM or lstm.num_layers != 1 or lstm.bidirectional or lstm.proj_size or not lstm.bias: return None
+    get = lambda n: getattr(wd, f'{n}_raw') if wd is not None and n in wd.layer_names else getattr(lstm, n)
+    return tuple(get(n) for n in ('weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'))
 
-def _sample_loop(st, logits, n_words, temperature, top_k, top_p, banned, gen):
-    "Sample `n_words` tokens feeding each back; (ids, sum of log-probabilities)"
-    out, score = [], 0.
+class _Steps:
+    "The eval-mode arithmetic of fastai's AWD-LSTM language model for one token per row: embedding, `torch.lstm_cell` per layer, decoder"
+    def __init__(self, model, cells):
+        self.emb, self.cells, self.dec = model[0].encoder.weight, cells, model[1].decoder
+
+    @classmethod
+    def of(cls, model):
+        "The steps of `model`, or `None` when it is not fastai's one-direction AWD-LSTM LM (`LMState` then runs it)"
+        if not (isinstance(model, nn.Sequential) and len(model) == 2 and type(model[0]) is AWD_LSTM and type(model[1]) is LinearDecoder): return None
+        if type(model[1].decoder) is not nn.Linear: return None
+        cells = [_cell_weights(r) for r in model[0].rnns]
+        return None if any(c is None for c in cells) else cls(model, cells)
+
+    def state(self, model) -> list: return [(h[0], c[0]) for h,c in model[0].hidden]   # rows × n_hid, per layer
+    def reorder(self, state, rows): return [(h.index_select(0, rows), c.index_select(0, rows)) for h,c in state]
+    def __call__(self, tok, state):
+        "(next-token logits, new state) after reading `tok`, one id per row"
+        x, new = F.embedding(tok, self.emb), []
+        for (wi, wh, bi, bh), hc in zip(self.cells, state):
+            hc = torch.lstm_cell(x, hc, wi, wh, bi, bh)
+            new.append(hc); x = hc[0]
+        return F.linear(x, self.dec.weight, self.dec.bias), new
+
+class _StateSteps:
+    "The `_Steps` interface over `LMState`, for models `_Steps` cannot read (the state lives on the model)"
+    def __init__(self, st): self.st = st
+    def state(self, model): return None
+    def reorder(self, state, rows): self.st.reorder(rows)
+    def __call__(self, tok, state): return self.st.feed(tok[:, None]), None
+
+def _ban_mask(n:int, banned, device) -> Tensor:
+    "A 1 × `n` row, `-inf` at the `banned` ids and 0 elsewhere: adding it bans them"
+    m = torch.zeros(1, n, device=device)
+    if len(banned): m[0, list(banned)] = -float('inf')
+    return m
+
+def _sample_loop(step, state, logits, n_words, temperature, top_k, top_p, ban, gen):
+    "Sample `n_words` tokens feeding each back, on tensors; (ids, sum of log-probabilities), read back once"
+    plain = temperature == 1 and top_k is None and (top_p is None or top_p >= 1)   # `_filter_logits` would return the logits unchanged
+    toks, rows, lps = [], [], []
+    def flush():   # log-probabilities of the chosen tokens, a block of steps at a time (bounded memory, few kernel calls)
+        if rows: lps.extend(torch.cat(rows).log_softmax(-1).gather(1, torch.cat(toks[-len(rows):])[:, None])[:, 0].tolist()); rows.clear()
     for i in range(n_words):
-        nxt = _sample(logits, temperature, top_k, top_p, banned, gen)
-        score += _filter_logits(logits, banned=banned).log_softmax(-1)[0, nxt].item()
-        out.append(nxt.item())
-        if i < n_words-1: logits = st.feed(nxt[:, None])
-    return out, score
+        lg = logits + ban
+        if temperature == 0: nxt = lg.argmax(-1)
+        else: nxt = torch.multinomial((lg if plain else _filter_logits(lg, temperature, top_k, top_p)).softmax(-1), 1, generator=gen)[:, 0]
+        toks.append(nxt); rows.append(lg)
+        if len(rows) == 64: flush()
+        if i < n_words-1: logits, state = step(nxt, state)
+    flush()
+    return torch.cat(toks).tolist(), sum(lps)
 
 # %% ../nbs/06_inference.ipynb #be53366c
-def _beam_loop(st, logits, n_words, beam_size, banned):
+def _beam_loop(step, state, logits, n_words, beam_size, ban):
     "Beam search over `n_words` tokens; (ids of the best beam, its sum of log-probabilities)"
     scores, seqs = logits.new_zeros(1), torch.zeros(1, 0, dtype=torch.long, device=logits.device)
     for i in range(n_words):
-        lp = _filter_logits(logits, banned=banned).log_softmax(-1)
+        lp = (logits + ban).log_softmax(-1)
         top = (scores[:, None] + lp).flatten().topk(min(beam_size, lp.numel()))
         rows, toks = top.indices // lp.shape[1], top.indices % lp.shape[1]
         seqs, scores = torch.cat([seqs[rows], toks[:, None]], 1), top.values
-        if i < n_words-1: st.reorder(rows); logits = st.feed(toks[:, None])
+        if i < n_words-1: logits, state = step(toks, step.reorder(state, rows))
     best = scores.argmax()
     return seqs[best].tolist(), scores[best].item()
 
@@ -481,9 +737,11 @@ def generate_ids(model, # An AWD-LSTM language model (`SequentialRNN(AWD_LSTM, L
     with _lock_of(model), _eval_mode(model):   # the LSTM's state lives on the model: one generation at a time per model
         st = LMState(model)
         logits = st.feed(ids)
-        if beam_size: return _beam_loop(st, logits, n_words, check_range('beam_size', beam_size, lo=1), banned)
+        step = _Steps.of(model) or _StateSteps(st)
+        state, ban = step.state(model), _ban_mask(logits.shape[-1], banned, logits.device)
+        if beam_size: return _beam_loop(step, state, logits, n_words, check_range('beam_size', beam_size, lo=1), ban)
         gen = torch.Generator(device=logits.device).manual_seed(seed) if seed is not None else None
-        return _sample_loop(st, logits, n_words, temperature, top_k, top_p, banned, gen)
+        return _sample_loop(step, state, logits, n_words, temperature, top_k, top_p, ban, gen)
 
 # %% ../nbs/06_inference.ipynb #1745e742
 def _decode(p:Predictor, ids:list, decoder=decode_spec_tokens) -> str:

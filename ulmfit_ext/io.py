@@ -502,6 +502,7 @@ def save_bundle(path, # The bundle folder to create
                 backwards:bool=False, # Was the model trained on reversed text?
                 bptt:int=None, # Sequence length used in training (a classifier's own `seq_len` is recorded anyway)
                 half:bool=False, # Store the weights as float16 (half the size; loaded back as float32)
+                task:dict=None, # A classifier's task (`tasks.task_of`: type, multi-label threshold, regression target), recorded in config.json
                 overwrite:bool=False, # Replace an existing bundle at `path`?
                ) -> Path:
     "Save a model with its vocabulary, tokenizer, configuration and provenance into the folder `path`, atomically (see `atomic_dir`)"
@@ -512,6 +513,7 @@ def save_bundle(path, # The bundle folder to create
         raise UlmfitError(f"{len(labels)} labels were given but the classifier has {cfg['clas_head']['n_class']} outputs.")
     cfg.update(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, labels=None if labels is None else list(labels),
                backwards=bool(backwards), bptt=bptt, extra=config or {}, weights_dtype='float16' if half else 'float32')
+    if task is not None: cfg['task'] = dict(task)
     with atomic_dir(path, overwrite) as tmp: _write_files(tmp, model, vocab, cfg, tokenizer, metrics, data_desc)
     return path
 
@@ -567,6 +569,10 @@ class Bundle:
     def labels(self): return self.config.get('labels')
     @property
     def kind(self): return self.config['kind']
+    @property
+    def task(self) -> dict|None:
+        "A classifier's task (`{'type': 'single_label'}` for bundles saved before tasks were recorded); `None` for other kinds"
+        return dict(self.config.get('task') or dict(type='single_label')) if self.kind == 'classifier' else None
     def build_model(self) -> nn.Module:
         "The fastai model (`get_language_model`/`get_text_classifier`/`AWD_LSTM`) with the bundle's weights loaded by name, in eval mode"
         try: m = build_model(self.config)
@@ -679,9 +685,10 @@ def save_encoder_bundle(learn, path, **kwargs) -> Path:
 
 @delegates(save_bundle, but=['model', 'vocab', 'kind', 'labels', 'tokenizer', 'backwards', 'bptt'])
 def save_classifier_bundle(learn, path, **kwargs) -> Path:
-    "Save a classifier learner as a bundle, with its class labels"
-    i = _dls_info(learn.dls)
-    return save_bundle(path, learn.model, i['vocab'], 'classifier', tokenizer=i['tokenizer'], labels=i['labels'], backwards=i['backwards'], **kwargs)
+    "Save a classifier learner as a bundle, with its class labels (a regression's: its target's name) and its task"
+    i, task = _dls_info(learn.dls), getattr(learn, 'task', None)
+    labels = [task.get('target', 'value')] if task and task['type'] == 'regression' else i['labels']
+    return save_bundle(path, learn.model, i['vocab'], 'classifier', tokenizer=i['tokenizer'], labels=labels, backwards=i['backwards'], task=task, **kwargs)
 
 # %% ../nbs/04_io.ipynb #f6b71db8
 def load_legacy(path, # A fastai `.pkl` (export or vocabulary) or an old `.pth` that needs full unpickling

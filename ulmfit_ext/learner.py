@@ -10,11 +10,12 @@ from .core import UlmfitError, check_range, check_args, check_int, available_mem
 from .splitters import lm_splitter, clas_splitter
 from .io import resolve_pretrained
 from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
+from .tasks import task_of, train_targets, task_metrics, task_loss, class_weights as _class_weights, auto_monitor, auto_y_range, choose_threshold
 from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
 # %% auto #0
 __all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'tiny_cfg', 'lm_variants', 'clas_variants', 'ulmfit_opt',
-           'lm_learner', 'clas_learner', 'finetune_lm', 'train_classifier']
+           'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
 
 # %% ../nbs/05_learner.ipynb #31c97c43
 ulmfit_lm_config = dict(awd_lstm_lm_config)
@@ -189,6 +190,25 @@ def _check_head_args(n_out, lin_ftrs, ps, bptt, max_len):
             raise UlmfitError(f"`ps` has {len(ps)} dropout(s) but the head has {len(ifnone(lin_ftrs, [50]))} hidden layer(s) (`lin_ftrs`={ifnone(lin_ftrs, [50])}): give one per layer.")
         for i,p in enumerate(ps): check_range(f'ps[{i}]', p, 0, 1, hint='It is a dropout probability.')
 
+# %% ../nbs/05_learner.ipynb #1c6e4bd9
+def _y_range(dls, task:dict, y_range):
+    "The output range of the head: `None` for classifiers, `auto_y_range` of the training targets for 'auto', else `y_range` checked"
+    if task['type'] != 'regression' or y_range is None: return None
+    if isinstance(y_range, str) and y_range == 'auto': return auto_y_range(train_targets(dls).numpy())
+    try: lo, hi = map(float, y_range)
+    except (TypeError, ValueError): raise UlmfitError(f"`y_range`={y_range!r} is not a (low, high) pair of numbers: pass e.g. (0.5, 10.5), 'auto' or None.") from None
+    if not lo < hi: raise UlmfitError(f"`y_range`={y_range!r}: its low end must be below its high end.")
+    return (lo, hi)
+
+def _task_loss(dls, task:dict, loss_func, class_weights, label_smoothing, loss):
+    "`loss_func` if given (alone), else `task_loss` with the class weights computed from the training targets"
+    if loss_func is not None:
+        if class_weights is not None or label_smoothing or loss: raise UlmfitError("Pass either `loss_func` or `class_weights`/`label_smoothing`/`loss`, which build the loss; not both.")
+        return loss_func
+    w = None if class_weights is None or task['type'] == 'regression' else _class_weights(train_targets(dls), list(dls.vocab[1]), class_weights)
+    if class_weights is not None and task['type'] == 'regression': raise UlmfitError("`class_weights` apply to classifiers, not to a regression: leave them out.")
+    return task_loss(task['type'], w, label_smoothing, loss)
+
 # %% ../nbs/05_learner.ipynb #0bf34ad9
 @delegates(Learner.__init__)
 def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary is the encoder's
@@ -201,16 +221,19 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
                  ps:list=None, # Dropouts of the head's hidden layers; default fastai's `[0.1]`
                  bptt:int=70, # BPT3C chunk length (the paper's 70)
                  max_len:int=70*20, # Tokens at the end of a document whose outputs are pooled (BPT3C)
-                 y_range=None, # Output range for regression
+                 y_range='auto', # Output range of a regression: 'auto' from the training targets (`auto_y_range`), a (low, high) pair, or `None`; classifiers have none
                  opt_func=ulmfit_opt, # Optimizer: Adam with the paper's betas
                  moms:tuple=(0.7,0.7,0.7), # β₁ held at the paper's 0.7
                  alpha:float=2., # AR regularisation
                  beta:float=1., # TAR regularisation
-                 metrics=accuracy, # fastai metrics
+                 metrics=None, # fastai metrics; `None`: the task's (`task_metrics`: accuracy and macro-F1; micro/macro-F1; RMSE, MAE, Spearman)
+                 class_weights=None, # Loss weight of each class: 'balanced', a dict by class, or a list in class order (`tasks.class_weights`)
+                 label_smoothing:float=0., # Single-label: the share of the target spread over all classes (e.g. 0.1)
+                 loss:str=None, # Regression: 'mse' (the default) or 'huber'
                  pretrained:bool=None, # fastai's switch: `False` is the same as `encoder=None`
                  **kwargs
                 ) -> TextLearner:
-    "An AWD-LSTM classifier learner (concat pooling, 50-unit head) on an encoder from Stage 2, a file, or nothing"
+    "An AWD-LSTM classifier (or regression) learner (concat pooling, 50-unit head) on an encoder from Stage 2, a file, or nothing; the loss and metrics fit the task of `dls`"
     check_args(n_out=n_out)
     if pretrained is True: raise UlmfitError("`pretrained=True` is fastai's way to load WikiText-103 into the classifier; here the encoder comes from Stage 2: pass `encoder=` (an LM learner, an encoder file or a bundle).")
     if pretrained is False and encoder is not None: raise UlmfitError("`pretrained=False` asks for a classifier without a pretrained encoder, but `encoder=` was given: pass one or the other.")
@@ -220,10 +243,15 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
     if not n_out: raise UlmfitError("The number of classes could not be read from `dls`: pass `n_out=`.")
     _check_head_args(n_out, lin_ftrs, ps, bptt, max_len)
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'classifier')
+    task = task_of(dls)
+    y_range, lf = _y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
     model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config=cfg, drop_mult=drop_mult,
                                 lin_ftrs=ifnone(lin_ftrs, [50]), ps=ps, max_len=max_len, y_range=y_range)
-    learn = TextLearner(dls, model, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, metrics=metrics, **kwargs)
+    learn = TextLearner(dls, model, loss_func=lf, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta,
+                        metrics=ifnone(metrics, task_metrics(task['type'])), **kwargs)
     learn.drop_mult, learn.encoder_source = drop_mult, _attach_encoder(learn, encoder, vocab)
+    learn.task = {**task, **(dict(y_range=list(y_range) if y_range else None) if task['type'] == 'regression' else {}),
+                  **(dict(threshold=0.5) if task['type'] == 'multi_label' else {})}
     return learn
 
 # %% ../nbs/05_learner.ipynb #ff8b4403
@@ -361,6 +389,27 @@ def _check_scratch(learn, variant):
         raise UlmfitError("Variant 'scratch' trains a classifier without pretraining, but this learner's encoder was loaded from "
                           f"{learn.encoder_source}. Build it with `clas_learner(dls, encoder=None)`.")
 
+# %% ../nbs/05_learner.ipynb #635c3eb2
+def _task(learn) -> dict:
+    "The task of a classifier learner: what `clas_learner` recorded, else read from its `DataLoaders`"
+    if getattr(learn, 'task', None) is None: learn.task = task_of(learn.dls)
+    return learn.task
+
+def _auto_monitor(learn) -> str:
+    "`auto_monitor` of the learner's task, training targets and metrics"
+    t = _task(learn)['type']
+    return auto_monitor(t, train_targets(learn.dls).numpy() if t == 'single_label' else None, [getattr(m, 'name', None) for m in learn.metrics])
+
+def tune_threshold(learn:TextLearner, # A trained multi-label classifier
+                   dl=None, # The texts to tune on; default the validation set
+                  ) -> TextLearner:
+    "Choose the multi-label threshold on the validation set (`tasks.choose_threshold`: best micro-F1) and record it in `learn.task`"
+    with learn.no_bar(), learn.no_logging(): probs, targs = learn.get_preds(dl=ifnone(dl, learn.dls.valid))[:2]
+    t, f1 = choose_threshold(probs.numpy(), targs.numpy())
+    _task(learn).update(threshold=t, threshold_rule='one threshold for all labels: the best validation micro-F1 on the grid 0.05..0.95')
+    print(f"multi-label threshold {t:.2f}: validation micro-F1 {f1:.4f}")
+    return learn
+
 # %% ../nbs/05_learner.ipynb #b4ac62be
 def _n_thaw(how, schedule, n_groups) -> int:
     "Epochs before every layer group trains, for a Table-7 `how` and gradual-unfreezing `schedule`"
@@ -375,8 +424,8 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
                      schedule:str='paper', # Gradual unfreezing: 'paper' (one STLR over the run) or 'scripts' (STLR restarted per stage)
                      cut_frac:float=0.1, # STLR: fraction of iterations spent increasing the LR
                      ratio:float=32, # STLR: how much smaller the lowest LR is than the peak
-                     keep:str='best', # Weights kept: 'best' (best validation accuracy of any epoch) or 'last'
-                     monitor:str='accuracy', # The validation score that picks the epoch kept
+                     keep:str='best', # Weights kept: 'best' (the best validation `monitor` of any epoch) or 'last'
+                     monitor:str=None, # The validation score that picks the epoch kept; `None`: `auto_monitor` (accuracy, macro-F1 for imbalanced classes, micro-F1, RMSE)
                      patience='auto', # Early stopping: epochs without a new best; 'auto': `auto_patience` when `n_epoch` is automatic
                      cbs=None, # Extra callbacks for the fit
                      **kwargs # Passed to the fit (`wd`, ...)
@@ -386,7 +435,7 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
     if n_epoch is not None: check_range('n_epoch', n_epoch, lo=1)
     _check_scratch(learn, variant)
     n_groups = _n_groups(learn)
-    report = FitReport(monitor)
+    report = FitReport(ifnone(monitor, _auto_monitor(learn)))
     report.n_epoch = ifnone(n_epoch, clas_epochs(len(learn.dls.train), _epoch_tokens(learn.dls.train), n_groups))
     if v['how'] == 'gradual':   # before the learning-rate search: a budget too short for gradual unfreezing fails at once
         _check_epochs(report.n_epoch, n_groups if schedule == 'paper' else len(_script_stages(n_groups, report.n_epoch)), n_groups, schedule)
@@ -401,4 +450,5 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
         elif v['how'] == 'chain-thaw': learn.fit_chain_thaw(lr_last=lr, lr_other=lr/10, n_epoch_all=n, cbs=c, **kwargs)
         elif v['how'] == 'last': learn.freeze(); _fit_shape(learn, n, learn.discr_lrs(lr, 1.), 'const', cbs=c, **kwargs)
         else: learn.unfreeze(); _fit_shape(learn, n, learn.discr_lrs(lr, f), v['sched'], cut_frac, ratio, cbs=c, **kwargs)
-    return _fit_selected(learn, report, sel, fit, cbs, keep)
+    _fit_selected(learn, report, sel, fit, cbs, keep)
+    return tune_threshold(learn) if _task(learn)['type'] == 'multi_label' and len(learn.dls.valid) else learn

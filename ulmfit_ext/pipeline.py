@@ -7,17 +7,19 @@ from __future__ import annotations
 import hashlib, json, shutil, time, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file
-from .data import lm_dls, clas_dls
+from .data import lm_dls, clas_dls, _read_df, _check_cols
 from .io import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
-from .auto import FitReport, BestEpoch
+from .auto import FitReport, BestEpoch, auto_bs
 from .schedules import GroupLRRecorder
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of
+from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of, _task
+from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression, sample_per_class
 from .pretrain import checkpoints, _ckpt_name, _rng_state, _set_rng_state, _plain
 
 # %% auto #0
-__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'load_stage_checkpoint',
-           'remove_checkpoints', 'StageCheckpoint', 'class_report', 'save_figure', 'plot_losses', 'plot_confusion',
-           'plot_lr_schedule', 'plot_lr_find', 'check_outputs']
+__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'labelled_sample',
+           'load_stage_checkpoint', 'remove_checkpoints', 'StageCheckpoint', 'class_report', 'task_report',
+           'task_figure', 'save_figure', 'plot_losses', 'plot_confusion', 'plot_lr_schedule', 'plot_lr_find',
+           'out_labels', 'check_outputs']
 
 # %% ../nbs/07a_pipeline.ipynb #e010c557
 class StageRun:
@@ -32,10 +34,17 @@ class StageRun:
     def __repr__(self): return f"StageRun({self.kind}, {self.seconds:.0f} s): {self.report}"
 
 # %% ../nbs/07a_pipeline.ipynb #71802414
-def _pretrained_arg(pretrained):
-    "`pretrained` as `lm_learner` takes it: `None`, 'wt103', or the bundle folder (a `pretrain_lm`/`stage2` output folder holding `bundle/` is accepted)"
+def _pretrained_arg(pretrained, backwards:bool=False):
+    "`pretrained` as `lm_learner` takes it: `None`, 'wt103', or the bundle folder (a `pretrain_lm`/`stage2` output folder holding `bundle/`, or a folder of a pair, `fwd/` and `bwd/`, is accepted), checked to read in the direction asked for"
     if pretrained in (None, False, 'wt103'): return pretrained or None
-    return find_bundle(pretrained, ('bundle',), 'pretrained language model')
+    d = 'bwd' if backwards else 'fwd'
+    b = find_bundle(pretrained, (d, f'{d}/bundle', 'bundle'), 'pretrained language model')
+    try: bw = bool(json.loads((b/'config.json').read_text()).get('backwards'))
+    except (OSError, ValueError, AttributeError): return b   # `load_bundle` says what is wrong with it
+    if bw != backwards:
+        raise UlmfitError(f"The Stage-1 model {b} reads {'backwards' if bw else 'forwards'}, but a {'backward' if backwards else 'forward'} language model is being fine-tuned "
+                          f"(`backwards`={backwards}): start from a Stage-1 model of the same direction (`pretrain_lm(..., backwards={backwards})`).")
+    return b
 
 def find_bundle(path, # A bundle folder, or an output folder holding one in a sub-folder
                 inside=('bundle',), # Sub-folders to look in, in order
@@ -104,7 +113,7 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
     _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab, min_freq=min_freq)
     check_choice('variant', variant, lm_variants, hint="It is a row of the paper's Table 6.")
-    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards))
+    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards), backwards)
     _pin(pre, sha256, 'Stage-1 model')
     settings = dict(stage=2, data=_desc(data), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
                     paper=paper, patience=patience, keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
@@ -169,7 +178,9 @@ def _lm_source(lm, sha256=None):
 def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label column
            lm, # The fine-tuned LM: a `stage2` result, an LM learner, or a folder (`stage2`'s output, an LM or encoder bundle)
            text_col:str='text', # Text column
-           label_col:str='label', # Label column
+           label_col:str='label', # Label column (a list of 0/1 columns, one per label: multi-label)
+           label_delim:str=None, # Separator of several labels in one cell: a multi-label classifier
+           regression:bool=False, # The label column holds numbers: a regression
            valid_col:str=None, # Column marking the validation rows; `None`: a stratified `valid_pct` of each class
            valid_pct:float=0.1, # Fraction held out for validation when there is no `valid_col`
            epochs:int=None, # Epochs; `None`: `clas_epochs` (about 1,500 steps), with early stopping
@@ -179,8 +190,14 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            schedule:str='paper', # Gradual unfreezing: 'paper' or 'scripts'
            paper:bool=False, # The paper's fixed hyperparameters (its rate for `variant`, `drop_mult=1`) where `lr`/`drop_mult` are not given
            patience='auto', # Early stopping (see `train_classifier`)
-           keep:str='best', # 'best' (best validation accuracy) or 'last' epoch
-           bs:int=64, # Batch size
+           keep:str='best', # 'best' (best validation `monitor`) or 'last' epoch
+           monitor:str=None, # The validation score that picks the epoch; `None`: `tasks.auto_monitor` (accuracy, macro-F1 when imbalanced, micro-F1, RMSE)
+           class_weights=None, # Loss weight of each class: 'balanced', a dict by class or a list in class order
+           label_smoothing:float=0., # Single-label: the share of the target spread over all classes (e.g. 0.1)
+           y_range='auto', # Regression: the output range, 'auto' (from the training targets), a (low, high) pair or `None`
+           loss:str=None, # Regression: 'mse' (default) or 'huber'
+           labels_per_class:int=None, # Train on a balanced, seeded sample of this many labelled rows per class (low-shot); `None`: all
+           bs:int=None, # Batch size; `None`: `auto_bs` (the paper's 64, smaller below 512 training texts so an epoch has at least 8 steps)
            bptt:int=70, # BPT3C chunk length
            seed:int=42, # Seed of the split, the initialisation and the batches
            is_deterministic:bool=False, # PyTorch's deterministic algorithms too
@@ -191,31 +208,58 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
            cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
-    "Stage 3: train a classifier on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
+    "Stage 3: train a classifier (single- or multi-label) or a regression on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
     if paper: lr, drop_mult = ifnone(lr, 'paper'), ifnone(drop_mult, 1.)
-    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
+    _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=ifnone(bs, 64), bptt=bptt, valid_pct=valid_pct, seed=seed, label_smoothing=label_smoothing, loss=loss,
+                      labels_per_class=labels_per_class)
     check_choice('variant', variant, clas_variants, hint="It is a row of the paper's Table 7.")
     check_choice('schedule', schedule, ('paper', 'scripts'), hint="Gradual unfreezing: 'paper' (one schedule) or 'scripts' (the authors' restarts).")
     enc, vocab, bw = _lm_source(lm, sha256)
     settings = dict(stage=3, data=_desc(data), lm=str(enc) if not isinstance(enc, Learner) else 'LM learner', epochs=epochs, lr=lr, drop_mult=drop_mult,
                     variant=variant, schedule=schedule, paper=paper, patience=patience, keep=keep, bs=bs, bptt=bptt, valid_col=valid_col,
-                    valid_pct=valid_pct, seed=seed, backwards=bw)
+                    valid_pct=valid_pct, seed=seed, backwards=bw, label_delim=label_delim, regression=regression, monitor=monitor,
+                    class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss, labels_per_class=labels_per_class)
     key = lambda: dict(settings, data_sha256=_data_digest(data), lm_sha256=_bundle_id(enc), text_col=text_col, label_col=label_col,
                        encoding=encoding, is_deterministic=is_deterministic)
+    if labels_per_class:
+        if label_delim or regression: raise UlmfitError("`labels_per_class` samples the classes of a single-label classifier: leave it out for a multi-label classifier or a regression.")
+        data = labelled_sample(data, label_col, labels_per_class, valid_col, seed, encoding)
     ck = _open_checkpoints(checkpoint_dir, key, resume)
     if ck is not None and lr is None: lr = ck['report']['lr']   # the rate the finder chose before the interruption (its curve is restored too)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
-        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=bw,
-                       seed=seed, encoding=encoding, progress=progress)
+        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 64), bptt=bptt, backwards=bw,
+                       seed=seed, encoding=encoding, progress=progress, label_delim=label_delim, regression=regression)
+        if bs is None: dls.train.bs = auto_bs(len(dls.train_ds))   # the validation loader keeps 64: it only predicts
         scratch = variant == 'scratch'
-        learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt)
+        learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt,
+                             class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss)
         learn = _quiet(learn, progress)
         learn.add_cb(LossHistory())
         ckcb = _checkpointer(checkpoint_dir, key, ck)
-        train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
-    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
+        train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
+    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
     return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
+
+# %% ../nbs/07a_pipeline.ipynb #9a22c790
+def labelled_sample(data, # A DataFrame or CSV
+                    label_col:str, # The label column
+                    n:int, # Labelled rows kept per class
+                    valid_col:str=None, # Rows marked here are all kept (the validation set) and not drawn from
+                    seed:int=None, # Seed of the draw
+                    encoding:str=None, # Encoding of a CSV
+                   ) -> pd.DataFrame:
+    "The rows `stage3(labels_per_class=n)` trains on: `n` labelled rows per class (seeded), with every `valid_col` row; rows without a label dropped"
+    if isinstance(label_col, (list, tuple)): raise UlmfitError("`labels_per_class` samples the classes of a single-label classifier; this one is multi-label: leave `labels_per_class` out.")
+    df = _read_df(data, encoding)
+    _check_cols(df, label_col, valid_col)
+    lab = df[df[label_col].notna()]
+    va = lab[valid_col].astype(bool) if valid_col else pd.Series(False, index=lab.index)
+    pool = lab[~va]
+    keep = pd.concat([pool.iloc[sample_per_class(pool[label_col], n, seed)], lab[va]]).sort_index()
+    print(f"labels_per_class={n}: {len(keep) - int(va.sum())} of {len(pool)} labelled rows drawn ({pool[label_col].nunique()} classes)"
+          + (f", {int(va.sum())} validation rows kept" if valid_col else '') + (f"; {len(df) - len(lab)} rows without a label left out" if len(lab) < len(df) else ''))
+    return keep
 
 # %% ../nbs/07a_pipeline.ipynb #b7a28077
 _CK_FORMAT = 'ulmfit_ext.stage_checkpoint'
@@ -307,6 +351,7 @@ class StageCheckpoint(Callback):
     def before_epoch(self):
         g = self.base + self.epoch   # 0-based epoch of the whole recipe
         self.next_base = g + 1
+        self.learn.replaying = g < self.start   # `BestEpoch` does not stop early on a replayed epoch
         if g < self.start:   # finished before the interruption: its logged row is shown (and seen by `BestEpoch`) again, its state restored at its end
             self.recorder.log = L(self.epoch) + L(self.rows[g])
             raise CancelEpochException()
@@ -363,6 +408,10 @@ def _restore(self:StageCheckpoint):
     if gl is not None and ck['group_lrs'] is not None: gl.lrs[:], gl.trn[:] = [list(x) for x in ck['group_lrs'][0]], [list(x) for x in ck['group_lrs'][1]]
     sm.val, sm.count = ck['smooth'][0], ck['smooth'][1]
     _set_rng_state(learn, ck['rng'])
+    learn.replaying = False
+    if rep.stopped_early:   # the run had ended (stopped early) before it was saved: it ends here again, with its best weights
+        print(f"Resuming from {ck['file']}: the run had stopped early after {self.start} epoch(s); nothing is left to train.")
+        raise CancelFitException()
     print(f"Resuming from {ck['file']}: {self.start} epoch(s) done, continuing with epoch {self.start + 1}.")
 
 # %% ../nbs/07a_pipeline.ipynb #bc961090
@@ -377,6 +426,25 @@ def class_report(y_true, # True class indices
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
     per = {str(l): dict(precision=float(p[i]), recall=float(r[i]), f1=float(f[i]), support=int(s[i])) for i, l in enumerate(labels)}
     return dict(accuracy=float(np.trace(cm) / max(cm.sum(), 1)), macro_f1=float(f.mean()), n=int(cm.sum()), per_class=per, confusion_matrix=cm.tolist())
+
+# %% ../nbs/07a_pipeline.ipynb #250d5c2e
+def task_report(task:dict, # The classifier's task (`tasks.task_of`, with a multi-label `threshold`)
+                targets, # True class indices, 0/1 rows, or values
+                probs, # The model's outputs: probabilities (one column per class or label) or values
+                labels:list, # Output names
+               ) -> dict:
+    "The report of `probs` against `targets` for `task`: `class_report`, `multilabel_report` or `regression_report`"
+    t, probs = task['type'], np.asarray(probs)
+    if t == 'multi_label': return multilabel_report(targets, probs, labels, task.get('threshold', 0.5))
+    if t == 'regression': return regression_report(targets, probs.reshape(len(probs), -1)[:, 0])
+    return class_report(np.asarray(targets), probs.argmax(1), labels)
+
+def task_figure(task:dict, report:dict, targets, probs, labels:list, title:str) -> tuple:
+    "(file name, matplotlib figure) of the plot of a `task_report`"
+    t = task['type']
+    if t == 'multi_label': return 'per_label.png', plot_per_label(report, title)
+    if t == 'regression': return 'predictions.png', plot_regression(targets, np.asarray(probs).reshape(len(probs), -1)[:, 0], title)
+    return 'confusion_matrix.png', plot_confusion(report['confusion_matrix'], labels, title)
 
 # %% ../nbs/07a_pipeline.ipynb #cd36b856
 def _figure(w=6, h=4):
@@ -438,14 +506,20 @@ def metrics(self:StageRun) -> dict:
     m = dict(_valid_scores(self.learn), **self.settings, fit=self.report.as_dict(), seconds=round(self.seconds, 1), versions=versions())
     if self.kind == 'classifier':
         with self.learn.no_bar(): probs, targs = self.learn.get_preds(dl=self.learn.dls.valid)[:2]
-        labels = list(self.learn.dls.vocab[1])
-        m.update(labels=[str(l) for l in labels], valid=class_report(targs.numpy(), probs.argmax(1).numpy(), labels))
+        task, labels = dict(_task(self.learn)), out_labels(self.learn)
+        self.valid_preds = targs.numpy(), probs.numpy()
+        m.update(task=task, labels=labels, valid=task_report(task, *self.valid_preds, labels))
     return m
+
+def out_labels(learn) -> list:
+    "The names of a classifier's outputs: its classes, or a regression's target"
+    t = _task(learn)
+    return [t.get('target', 'value')] if t['type'] == 'regression' else [str(l) for l in learn.dls.vocab[1]]
 
 # %% ../nbs/07a_pipeline.ipynb #6167297e
 run_outputs = {  # what `StageRun.save` writes into its folder, by kind
     'lm': ('bundle', 'encoder', 'metrics.json', 'lm_loss.png', 'lm_lr_schedule.png', 'lm_valid_curve.png'),
-    'classifier': ('bundle', 'metrics.json', 'loss.png', 'lr_schedule.png', 'valid_curve.png', 'lr_find.png', 'confusion_matrix.png'),
+    'classifier': ('bundle', 'metrics.json', 'loss.png', 'lr_schedule.png', 'valid_curve.png', 'lr_find.png', 'confusion_matrix.png', 'per_label.png', 'predictions.png'),
 }
 
 def check_outputs(out, # The folder a run will write into
@@ -470,7 +544,7 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
               data_desc=self.settings.get('data'), overwrite=overwrite)
     if self.kind == 'lm':
         for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'], **kw)
-    else: save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=i['labels'], **kw)
+    else: save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=m['labels'], task=m['task'], **kw)
     m['bundle_sha256'] = bundle_digest(out/'bundle')
     if self.kind == 'lm': m['encoder_sha256'] = bundle_digest(out/'encoder')
     if self.resumed: m['resumed_after'] = self.resumed
@@ -481,7 +555,9 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
     if self.report.history:
         fig, ax = _figure(); self.report.plot(ax=ax); save_figure(fig, out/f'{pre}valid_curve.png', overwrite)
     if self.report.lr_find: save_figure(plot_lr_find(self.report, f'{what}: learning rate of the head'), out/'lr_find.png', overwrite)
-    if self.kind == 'classifier': save_figure(plot_confusion(m['valid']['confusion_matrix'], m['labels'], 'validation set'), out/'confusion_matrix.png', overwrite)
+    if self.kind == 'classifier':
+        name, fig = task_figure(m['task'], m['valid'], *self.valid_preds, m['labels'], 'validation set')
+        save_figure(fig, out/name, overwrite)
     with atomic_path(out/'metrics.json', overwrite) as p: p.write_text(json.dumps(m, indent=2, default=str))
     for n in run_outputs[self.kind]:   # with `overwrite`, outputs of the earlier run that this one does not make (e.g. lr_find.png) go, once this run is complete
         f = out/n
