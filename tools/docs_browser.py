@@ -173,8 +173,9 @@ PAGE_INFO = """(() => {
           not_run: notRun, images: images, content_width: content.getBoundingClientRect().width};
 })()"""
 
-# A progress bar as fastprogress draws it in a terminal (`|████----| 40.00% [2/5 00:01<00:02]`), or its counter alone
-_re_progress = re.compile(r'\|[█X#=\-]{5,}\|\s*\d+(\.\d+)?%|\d+\.\d\d% \[\d+/\d+ \d\d:\d\d')
+# A progress bar as fastprogress draws it in a terminal (`Epoch 1/2 : |████----| 40.00% [2/5 00:01<00:02]`), its bar,
+# its counter alone (`0.00% [`), or its epoch prefix (`Epoch 1/2 : |`)
+_re_progress = re.compile(r'\|[█X#=\-]{5,}\|\s*\d+(\.\d+)?%|\d+\.\d\d% \[|\bEpoch \d+/\d+ : \|')
 
 def progress_lines(text:str) -> list:
     "The lines of `text` that are raw progress-bar output"
@@ -245,13 +246,14 @@ def check_site(site, shots=None, api_page=None, search_term=None, exe=None, guid
                 nav=info.get(home, {}).get('nav', []), info=info)
 
 SEARCH_TERMS = ('wt103', 'predict_texts', 'train-classifier')
+GUIDE_PAGE = 'tutorials/five_minutes.html'   # the guide screenshotted (tutorials/your_data.html once issue 17's guide exists)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('site', nargs='?', default='docs')
     ap.add_argument('--shots', default='build/docs_shots', help='folder for the screenshots')
     ap.add_argument('--api-page', default='api/core.html', help='the API page to screenshot')
-    ap.add_argument('--guide-page', default='tutorials/your_data.html', help='the guide to screenshot')
+    ap.add_argument('--guide-page', default=GUIDE_PAGE, help='the guide to screenshot')
     ap.add_argument('--search', nargs='+', default=list(SEARCH_TERMS), help='words the site search must find')
     a = ap.parse_args(argv)
     r = check_site(a.site, a.shots, a.api_page, a.search, guide_page=a.guide_page)
