@@ -84,7 +84,8 @@ def browsed(site):
     if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
     out, _ = site
     if SHOTS.exists(): shutil.rmtree(SHOTS)
-    return browser.check_site(out, shots=SHOTS, api_page='api/core.html', search_term='splitter'), browser
+    return browser.check_site(out, shots=SHOTS, api_page='api/core.html', search_term=browser.SEARCH_TERMS,
+                              guide_page=browser.GUIDE_PAGE), browser
 
 def _exported(modname):
     "Anchor ids the API page of `modname` must have: one per name in `__all__` (and per patched/public method)"
@@ -122,8 +123,10 @@ def test_browser_loads_every_page(site, browsed):
            for u in report['nav']}
     for nb in nbs: assert docs.page_name(nb)[:-3] + '.html' in nav, f'{nb} is not in the sidebar'
     for m in mods: assert f'api/{m.split(".", 1)[1]}.html' in nav, f'the API page of {m} is not in the sidebar'
-    assert report['search']['hits'], 'the site search found nothing'
-    for page in ('index.html', 'api/core.html'):
+    for term in browser.SEARCH_TERMS: assert report['search'][term]['hits'], f'the site search found nothing for {term!r}'
+    home = report['info']['index.html']
+    assert home['images'] and not home['not_run'] and not browser.progress_lines(home['content_text'])
+    for page in ('index.html', 'api/core.html') + (() if ONLY else (browser.GUIDE_PAGE,)):
         shot = Path(report['screenshots'][page])
         assert shot.exists() and not browser.blank_image(shot), shot
 
@@ -140,3 +143,56 @@ def test_browser_check_catches_problems(tmp_path):
     assert any('missing anchor index.html#nowhere' in p for p in problems), problems
     assert any('boom' in p for p in problems), problems
     assert any('no navigation sidebar' in p for p in problems), problems
+
+def test_progress_lines():
+    "Raw progress-bar text, as fastprogress writes it to a terminal, is recognised; an epoch table and prose are not"
+    browser = _load('docs_browser')
+    raw = ['Epoch 1/2 : |----------------------------------------| 0.00% [0/5 00:00<?]',
+           '|████████████████████████████████████████| 100.00% [5/5 00:01<00:00]',
+           'Epoch 2/2 : |', '0.00% [0/12 00:00<?]']
+    fine = ['epoch     train_loss  valid_loss  accuracy  time', '0         1.667623    1.609681    0.200000  00:00',
+            'the run stops early (10 % of every class is held out)', 'accuracy 0.6000, macro F1 0.5670 on 100 texts',
+            '| setting | labelled train articles |']
+    assert browser.progress_lines('\n'.join(raw + fine)) == [l.strip()[:100] for l in raw]
+
+@pytest.mark.slow
+def test_browser_newcomer_checks_catch_a_broken_home(tmp_path):
+    "A home page with a 'Not run' box, no image, raw progress text and a code line too wide to fit fails the newcomer checks; search must find every term"
+    browser = _load('docs_browser')
+    pytest.importorskip('websocket')
+    if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
+    long = 'x = ' + ' + '.join(['some_long_name'] * 60)
+    (tmp_path/'index.html').write_text(
+        '<html><body><div class="md-content" style="width:600px"><h1>Home</h1>'
+        '<div class="admonition note"><p class="admonition-title">Not run in this build</p><p>flagged slow</p></div>'
+        '<pre><code>Epoch 1/2 : |----------------------------------------| 0.00% [0/5 00:00&lt;?]</code></pre>'
+        f'<pre style="white-space: pre; overflow-x: auto"><code>{long}</code></pre></div></body></html>')
+    r = browser.check_site(tmp_path, search_term=browser.SEARCH_TERMS)
+    problems = r['problems']
+    assert any('"Not run in this build" box' in p for p in problems), problems
+    assert any('no image on the home page' in p for p in problems), problems
+    assert any('raw progress-bar text' in p and 'Epoch 1/2' in p for p in problems), problems
+    assert any('wider than the content column' in p for p in problems), problems
+    for term in browser.SEARCH_TERMS: assert any(f'search for {term!r} found nothing' in p for p in problems), problems
+    # the same page, mended, passes those checks
+    (tmp_path/'plot.png').write_bytes(_png())
+    (tmp_path/'index.html').write_text('<html><body><div class="md-content" style="width:600px"><h1>Home</h1>'
+                                       '<img src="plot.png"><pre><code>epoch  train_loss\n0      1.66</code></pre></div></body></html>')
+    problems = browser.check_site(tmp_path)['problems']
+    assert not [p for p in problems if 'Not run' in p or 'image' in p or 'progress' in p or 'wider' in p], problems
+
+def _png():
+    "A small PNG image"
+    import io
+    from PIL import Image
+    b = io.BytesIO(); Image.new('RGB', (40, 30), (200, 80, 20)).save(b, format='PNG')
+    return b.getvalue()
+
+def test_rendering_helpers():
+    "What a reader sees: carriage-return overwrites applied, `__iter__` headings as typed, `|` in API tables without a backslash in code, a module's own names first"
+    assert docs.terminal('0% [0/5]\r40% [2/5]\r100% [5/5]\ndone') == '100% [5/5]\ndone'
+    assert docs.heading('TextCorpus.__iter__', 3) == r'### TextCorpus.\_\_iter\_\_ { #textcorpus.\_\_iter\_\_ }'
+    assert docs._cell('`float | np.ndarray`') == '`float | np.ndarray`' and docs._cell('a | b\nc') == r'a \| b c'
+    links = {'main': ('api/demo.md', 'main'), 'cli.main': ('api/cli.md', 'main'), 'demo.main': ('api/demo.md', 'main')}
+    assert docs.module_links(links, 'cli')['main'] == ('api/cli.md', 'main') and docs.module_links(links, None) == links
+    assert docs._re_mpl_repr.match('<Axes: title={\'center\': \'lr\'}>') and not docs._re_mpl_repr.match('[1, 2]')

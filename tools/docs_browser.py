@@ -3,9 +3,12 @@
 Serves the site from a local HTTP server, loads every HTML page in Debian's `chromium` (headless, no sandbox, no GPU, no
 network calls of its own, a fresh profile) through the Chrome DevTools Protocol, and reports: pages that fail to load,
 JavaScript console errors and exceptions, failed requests, internal links to missing pages or anchors, pages without the
-navigation sidebar, and a search that finds nothing. It saves screenshots of the landing page and one API page.
+navigation sidebar, and search terms that find nothing. And what a newcomer would trip over: on the home page a
+"Not run in this build" box, no image, or a line of raw progress-bar text; on any page, raw progress-bar text or a
+code block wider than the content column (it must fit or wrap). It saves screenshots of the home page, a guide and an
+API page.
 """
-import argparse, base64, functools, http.server, json, os, shutil, socketserver, subprocess, tempfile, threading, time
+import argparse, base64, functools, http.server, json, os, re, shutil, socketserver, subprocess, tempfile, threading, time
 from pathlib import Path
 from urllib.parse import urljoin, urldefrag, urlparse, unquote
 
@@ -154,12 +157,29 @@ PAGE_INFO = """(() => {
   const nav = side ? side.querySelectorAll('a.md-nav__link[href]') : [];
   const shown = side && side.getBoundingClientRect().width > 0 && getComputedStyle(side).display !== 'none'
                 && getComputedStyle(side).visibility !== 'hidden';
+  const content = document.querySelector('.md-content') || document.body;
+  const wide = Array.from(content.querySelectorAll('pre')).filter(p => p.getBoundingClientRect().width > 0)
+    .filter(p => p.scrollWidth > p.clientWidth + 1 || p.getBoundingClientRect().right > content.getBoundingClientRect().right + 1)
+    .map(p => (p.innerText || '').split('\\n')[0].slice(0, 80));
+  const notRun = Array.from(content.querySelectorAll('.admonition, details'))
+    .filter(e => /Not run/i.test((e.querySelector('.admonition-title, summary') || {}).textContent || '')).length;
+  const images = Array.from(content.querySelectorAll('img')).filter(i => i.complete && i.naturalWidth > 0).length;
   return {ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id).concat(
                 Array.from(document.querySelectorAll('a[name]')).map(e => e.name)),
           links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
           nav: Array.from(nav).map(a => a.href), sidebar: !!shown,
-          h1: (document.querySelector('h1') || {}).textContent || '', text: document.body.innerText.length};
+          h1: (document.querySelector('h1') || {}).textContent || '', text: document.body.innerText.length,
+          content_text: content.innerText, wide_code: wide, code_blocks: content.querySelectorAll('pre').length,
+          not_run: notRun, images: images, content_width: content.getBoundingClientRect().width};
 })()"""
+
+# A progress bar as fastprogress draws it in a terminal (`Epoch 1/2 : |████----| 40.00% [2/5 00:01<00:02]`), its bar,
+# its counter alone (`0.00% [`), or its epoch prefix (`Epoch 1/2 : |`)
+_re_progress = re.compile(r'\|[█X#=\-]{5,}\|\s*\d+(\.\d+)?%|\d+\.\d\d% \[|\bEpoch \d+/\d+ : \|')
+
+def progress_lines(text:str) -> list:
+    "The lines of `text` that are raw progress-bar output"
+    return [l.strip()[:100] for l in text.split('\n') if _re_progress.search(l)]
 
 SEARCH = """(async (q) => {
   const inp = document.querySelector('input.md-search__input');
@@ -181,12 +201,15 @@ def blank_image(path, min_colors=8):
     colors = im.getcolors(maxcolors=1 << 16)
     return colors is not None and len(colors) < min_colors
 
-def check_site(site, shots=None, api_page=None, search_term=None, exe=None):
-    "Load every page of the site in folder `site`; return a report dict (`problems` lists everything that failed)"
+def check_site(site, shots=None, api_page=None, search_term=None, exe=None, guide_page=None, pages=None, home='index.html'):
+    "Load the pages of the site in folder `site` (all, or `pages`); return a report dict (`problems` lists everything that failed)"
     site = Path(site).resolve()
-    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob('*.html'))
-    problems, info, shots_taken, search = [], {}, {}, None
-    if 'index.html' not in pages: problems.append('no index.html in the site')
+    every = sorted(p.relative_to(site).as_posix() for p in site.rglob('*.html'))
+    pages = every if pages is None else [p for p in every if p in set(pages)]
+    terms = [search_term] if isinstance(search_term, str) else list(search_term or [])
+    problems, info, shots_taken, search = [], {}, {}, {}
+    if home not in every: problems.append(f'no {home} in the site')
+    shot_names = {home: 'home.png', guide_page: 'guide.png', api_page: 'api.png'}
     with serve(site) as base, Chromium(exe) as br:
         for page in pages:
             url = urljoin(base, page)
@@ -196,14 +219,19 @@ def check_site(site, shots=None, api_page=None, search_term=None, exe=None):
             info[page] = pi = br.js(PAGE_INFO)
             if page != '404.html' and (not pi['sidebar'] or len(pi['nav']) < 2):
                 problems.append(f'{page}: no navigation sidebar (shown={pi["sidebar"]}, {len(pi["nav"])} links)')
-            if shots is not None and (page == 'index.html' or page == api_page):
-                p = br.screenshot(Path(shots)/('landing.png' if page == 'index.html' else page.replace('/', '_').replace('.html', '.png')))
+            problems += [f'{page}: a code block is wider than the content column and does not wrap: {w!r}' for w in pi['wide_code']]
+            problems += [f'{page}: raw progress-bar text: {l!r}' for l in progress_lines(pi['content_text'])[:3]]
+            if page == home:
+                if pi['not_run']: problems.append(f'{page}: {pi["not_run"]} "Not run in this build" box(es) on the home page')
+                if not pi['images']: problems.append(f'{page}: no image on the home page (its Python run should draw a plot)')
+            if shots is not None and page in shot_names and page:
+                p = br.screenshot(Path(shots)/shot_names[page])
                 shots_taken[page] = str(p)
                 if blank_image(p): problems.append(f'{page}: the screenshot {p} is blank')
-        if search_term:
-            br.load(urljoin(base, 'index.html'))
-            search = br.js(SEARCH % json.dumps(search_term))
-            if not search.get('hits'): problems.append(f'search for {search_term!r} found nothing: {search}')
+        for term in terms:
+            br.load(urljoin(base, home))
+            search[term] = r = br.js(SEARCH % json.dumps(term))
+            if not r.get('hits'): problems.append(f'search for {term!r} found nothing: {r}')
     for page, pi in info.items():
         for href in pi['links'] + pi['nav']:
             if not href.startswith(base): continue
@@ -212,21 +240,25 @@ def check_site(site, shots=None, api_page=None, search_term=None, exe=None):
             if rel.endswith('/'): rel += 'index.html'
             target = site/rel
             if not target.exists(): problems.append(f'{page}: link to a missing page {rel}'); continue
-            if frag and rel.endswith('.html'):
-                ids = info.get(rel, {}).get('ids', [])
-                if unquote(frag) not in ids: problems.append(f'{page}: link to a missing anchor {rel}#{frag}')
+            if frag and rel.endswith('.html') and rel in info:
+                if unquote(frag) not in info[rel]['ids']: problems.append(f'{page}: link to a missing anchor {rel}#{frag}')
     return dict(pages=pages, problems=sorted(set(problems)), screenshots=shots_taken, search=search,
-                nav=info.get('index.html', {}).get('nav', []), info=info)
+                nav=info.get(home, {}).get('nav', []), info=info)
+
+SEARCH_TERMS = ('wt103', 'predict_texts', 'train-classifier')
+GUIDE_PAGE = 'tutorials/five_minutes.html'   # the guide screenshotted (tutorials/your_data.html once issue 17's guide exists)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('site', nargs='?', default='docs')
     ap.add_argument('--shots', default='build/docs_shots', help='folder for the screenshots')
     ap.add_argument('--api-page', default='api/core.html', help='the API page to screenshot')
-    ap.add_argument('--search', default='splitter', help='a word the site search must find')
+    ap.add_argument('--guide-page', default=GUIDE_PAGE, help='the guide to screenshot')
+    ap.add_argument('--search', nargs='+', default=list(SEARCH_TERMS), help='words the site search must find')
     a = ap.parse_args(argv)
-    r = check_site(a.site, a.shots, a.api_page, a.search)
-    print(f'{len(r["pages"])} pages loaded; screenshots: {r["screenshots"]}; search hits: {len((r["search"] or {}).get("hits", []))}')
+    r = check_site(a.site, a.shots, a.api_page, a.search, guide_page=a.guide_page)
+    hits = {t: len(v.get('hits', [])) for t, v in r['search'].items()}
+    print(f'{len(r["pages"])} pages loaded; screenshots: {r["screenshots"]}; search hits: {hits}')
     for p in r['problems']: print('PROBLEM', p)
     return 1 if r['problems'] else 0
 
