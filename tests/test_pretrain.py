@@ -255,7 +255,7 @@ def _fake_bundle(folder):
 
 def test_find_stage1_none(no_outside, capsys):
     r = find_stage1()
-    assert r.kind == 'none' and r.path is None and len(r.skipped) == 5
+    assert r.kind == 'none' and r.path is None and len(r.skipped) == 6 and 'no `corpus=` given' in r.skipped
     out = capsys.readouterr().out
     assert "task's own text" in out and 'skipped: no `bundle=` given' in out and 'WikiText-103 weights are not available' in out
 
@@ -282,7 +282,7 @@ def test_find_stage1_wt103(no_outside, tmp_path, monkeypatch):
     r = find_stage1(timeout=0.5, verbose=False)
     assert r.kind == 'wt103' and r.path == d and calls == [(False, None, 0.5)]
     r = find_stage1(allow_download=False, verbose=False)   # nothing in fastai's folder and no download: skipped
-    assert r.kind == 'none' and 'downloading is off' in r.skipped[3] and len(calls) == 1
+    assert r.kind == 'none' and 'downloading is off' in r.skipped[4] and len(calls) == 1
 
 def test_find_stage1_corpus(no_outside, tmp_path, monkeypatch, corpus):
     r = find_stage1(corpus=corpus[0], verbose=False)

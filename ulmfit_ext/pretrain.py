@@ -524,11 +524,13 @@ def find_stage1(bundle=None, # A bundle folder to use (or a `pretrain_lm` output
                 timeout:float=5., # Seconds to wait for the download server
                 verbose:bool=True, # Print the choice and the reasons for skipping the earlier options
                ) -> Stage1:
-    "Pick the Stage-1 language model: a named bundle, the package's own, a cached bundle, fastai's WT103 weights, a corpus to pretrain on, or none"
+    "Pick the Stage-1 language model: a named bundle, a named corpus to pretrain on, the package's own, a cached bundle, fastai's WT103 weights, a default corpus, or none"
     skipped = []
-    tries = [lambda: _named_bundle(bundle) if bundle is not None else "no `bundle=` given", lambda: _shipped(backwards, shipped),
+    tries = [lambda: _named_bundle(bundle) if bundle is not None else "no `bundle=` given",
+             lambda: _corpus(corpus) if corpus is not None else "no `corpus=` given",   # what the caller named comes before any default
+             lambda: _shipped(backwards, shipped),
              lambda: _cached_bundle(ifnone(key, 'bwd' if backwards else 'fwd')) if cache else "the cache is off (`cache=False`)",
-             lambda: _wt103(backwards, allow_download, timeout), lambda: _corpus(corpus)]
+             lambda: _wt103(backwards, allow_download, timeout), lambda: _corpus(None)]
     for t in tries:
         r = t()
         if isinstance(r, Stage1): break
