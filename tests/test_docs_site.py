@@ -130,12 +130,17 @@ def test_browser_loads_every_page(site, browsed):
         shot = Path(report['screenshots'][page])
         assert shot.exists() and not browser.blank_image(shot), shot
 
-@pytest.mark.slow
-def test_browser_check_catches_problems(tmp_path):
-    "The checker itself: a page with a broken link, a missing anchor, a console error and no sidebar is reported"
+def _chromium_checker():
+    "The docs browser checker, with websocket-client and a Chromium to drive (a missing Chromium fails: CI installs it)"
     browser = _load('docs_browser')
     pytest.importorskip('websocket')
     if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
+    return browser
+
+@pytest.mark.slow
+def test_browser_check_catches_problems(tmp_path):
+    "The checker itself: a page with a broken link, a missing anchor, a console error and no sidebar is reported"
+    browser = _chromium_checker()
     (tmp_path/'index.html').write_text('<html><body><h1 id="top">Hi</h1><a href="missing.html">x</a> '
                                        '<a href="index.html#nowhere">y</a><script>console.error("boom")</script></body></html>')
     problems = browser.check_site(tmp_path)['problems']
@@ -158,9 +163,7 @@ def test_progress_lines():
 @pytest.mark.slow
 def test_browser_newcomer_checks_catch_a_broken_home(tmp_path):
     "A home page with a 'Not run' box, no image, raw progress text and a code line too wide to fit fails the newcomer checks; search must find every term"
-    browser = _load('docs_browser')
-    pytest.importorskip('websocket')
-    if not browser.find_chromium(): pytest.fail('chromium is not installed: run `make docs-browser` (apt-get install chromium)')
+    browser = _chromium_checker()
     long = 'x = ' + ' + '.join(['some_long_name'] * 60)
     (tmp_path/'index.html').write_text(
         '<html><body><div class="md-content" style="width:600px"><h1>Home</h1>'
