@@ -165,7 +165,7 @@ def test_kill_9_then_resume_through_the_cli(stage, tmp_path):
     df.to_csv(tmp_path/'data.csv', index=False)
     _toy_corpus(tmp_path/'corpus.txt', n=300)
     if stage == 'train-classifier': _script(['finetune-lm', tmp_path/'data.csv', '--out', tmp_path/'lm', '--epochs', '1', *TINY_LM], tmp_path)
-    args = {'pretrain': lambda o: ['pretrain', tmp_path/'corpus.txt', '--out', o, '--preset', 'tiny', '--epochs', '3', *TINY_LM, '--deterministic'],
+    args = {'pretrain': lambda o: ['pretrain', tmp_path/'corpus.txt', '--out', o, '--preset', 'tiny', '--epochs', '3', *TINY_LM[2:], '--deterministic'],
             'finetune-lm': lambda o: ['finetune-lm', tmp_path/'data.csv', '--out', o, '--epochs', '3', *TINY_LM, '--deterministic'],
             'train-classifier': lambda o: ['train-classifier', tmp_path/'data.csv', '--lm', tmp_path/'lm', '--out', o, *TINY_CLAS, '--deterministic']}[stage]
     _script(args(tmp_path/'ref'), tmp_path)
