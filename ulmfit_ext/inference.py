@@ -199,13 +199,12 @@ def _pool_starts(lens:Tensor, bptt:int, max_len) -> Tensor:
     if max_len is None: return torch.zeros_like(lens)
     return ((lens + bptt - 1) // bptt - max_len // bptt).clamp(min=0) * bptt
 
-def _clas_logits(model, ids:list, step:int=None) -> Tensor:
-    "Logits of fastai's AWD-LSTM classifier `model` (eval mode) for the id tensors `ids`, longest first, each text read only as far as the batch's longest unread text"
-    enc, awd = model[0], model[0].module
-    dev = one_param(model).device
+def _concat_pool(awd:AWD_LSTM, ids:list, bptt:int, max_len:int=None, pad_idx:int=1, step:int=None) -> Tensor:
+    "`[last, max, mean]` of the last layer of the encoder `awd` (eval mode) over the id tensors `ids`, longest first, as `SentenceEncoder` + `masked_concat_pool` pool them; each text read only as far as the batch's longest unread text"
+    dev = one_param(awd).device
     lens = torch.tensor([len(x) for x in ids])
-    x = pad_sequence([torch.as_tensor(o) for o in ids], batch_first=True, padding_value=enc.pad_idx).to(dev)
-    starts, step = _pool_starts(lens, enc.bptt, enc.max_len).to(dev), step or enc.bptt
+    x = pad_sequence([torch.as_tensor(o) for o in ids], batch_first=True, padding_value=pad_idx).to(dev)
+    starts, step = _pool_starts(lens, bptt, max_len).to(dev), step or bptt
     n, h, ld = len(ids), awd.emb_sz, lens.to(dev)
     last, mx = x.new_zeros(n, h, dtype=torch.float), x.new_full((n, h), -float('inf'), dtype=torch.float)
     sm, cnt = x.new_zeros(n, h, dtype=torch.float), x.new_zeros(n)
@@ -218,14 +217,19 @@ def _clas_logits(model, ids:list, step:int=None) -> Tensor:
             out, hidden[i] = rnn(out, None if hidden[i] is None else tuple(s[:, :act].contiguous() for s in hidden[i]))
             if i < awd.n_layers - 1: out = awd.hidden_dps[i](out)
         pos = torch.arange(t0, t0 + T, device=dev)[None]
-        keep = (pos >= starts[:act, None]) & (pos < ld[:act, None]) & (x[:act, t0:t0+T] != enc.pad_idx)
+        keep = (pos >= starts[:act, None]) & (pos < ld[:act, None]) & (x[:act, t0:t0+T] != pad_idx)
         out = out.float()
         mx[:act] = torch.maximum(mx[:act], out.masked_fill(~keep[..., None], -float('inf')).amax(1))
         sm[:act] += out.masked_fill(~keep[..., None], 0).sum(1)
         cnt[:act] += keep.sum(1)
         done = ((lens[:act] > t0) & (lens[:act] <= t0 + T)).nonzero()[:, 0].to(dev)
         last[done] = out[done, ld[done] - 1 - t0]
-    return model[1].layers(torch.cat([last, mx, sm / cnt.clamp(min=1)[:, None]], 1))
+    return torch.cat([last, mx, sm / cnt.clamp(min=1)[:, None]], 1)
+
+def _clas_logits(model, ids:list, step:int=None) -> Tensor:
+    "Logits of fastai's AWD-LSTM classifier `model` (eval mode) for the id tensors `ids`, longest first: its head over `_concat_pool`"
+    enc = model[0]
+    return model[1].layers(_concat_pool(enc.module, ids, enc.bptt, enc.max_len, enc.pad_idx, step))
 
 @patch
 def probs_of(self:Predictor, ids:list) -> np.ndarray:
@@ -328,9 +332,9 @@ def _worker_ids_in_order(enc, items:list, spans:list, n_workers:int, ahead:int):
 # %% ../nbs/06_inference.ipynb #50882eb6
 _PIECE = 256   # texts per job of a tokenizer worker
 
-def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head', n_workers=0) -> np.ndarray:
-    "Mean class probabilities of the `Predictor`s `preds` for the strings `items`, in input order"
-    p0, out = preds[0], np.zeros((len(items), preds[0].n_out), dtype=np.float32)
+def _map_batches(p0:Predictor, items:list, fn, width:int, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head', n_workers=0) -> np.ndarray:
+    "`fn(ids)` (a `len(ids)` × `width` array) of the strings `items`, tokenized by `p0` a chunk at a time and batched by length, rows in input order"
+    out = np.zeros((len(items), width), dtype=np.float32)
     chunks = list(_chunks(len(items), chunk_size))
     if n_workers and len(items) > _PIECE:
         if p0.tokenizer is None: p0.tokenize([])   # the error that names the missing tokenizer
@@ -343,8 +347,12 @@ def _predict_probs(preds:list, items:list, bs=64, chunk_size=4096, progress=True
             for b in _chunk_batches(np.array([len(x) for x in ids]), bs): yield s+b, [ids[i] for i in b]
     it = batches()
     if progress and len(items) > bs: it = progress_bar(it, total=_n_batches(len(items), chunk_size, bs), leave=False)
-    for rows,ids in it: out[rows] = sum(p.probs_of(ids) for p in preds) / len(preds)
+    for rows,ids in it: out[rows] = fn(ids)
     return out
+
+def _predict_probs(preds:list, items:list, **kwargs) -> np.ndarray:
+    "Mean class probabilities of the `Predictor`s `preds` for the strings `items`, in input order"
+    return _map_batches(preds[0], items, lambda ids: sum(p.probs_of(ids) for p in preds) / len(preds), preds[0].n_out, **kwargs)
 
 # %% ../nbs/06_inference.ipynb #1ce45c35
 def _resolve(model, tokenizer=None, sha256=None, int8=False):
@@ -379,7 +387,7 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
     check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end, n_workers=n_workers)
     preds = _predictors(_resolve(model, tokenizer, sha256, int8))
     items, index = _as_list(texts, text_col)
-    return _predict_probs(preds, _check_texts(items, index), bs, chunk_size, progress, max_tokens, keep_end, n_workers or 0)
+    return _predict_probs(preds, _check_texts(items, index), bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens, keep=keep_end, n_workers=n_workers or 0)
 
 # %% ../nbs/06_inference.ipynb #6b601199
 @delegates(predict_probs, but=['model', 'texts'])
