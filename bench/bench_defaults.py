@@ -70,17 +70,28 @@ def ulmfit(*args, threads=1, log=None):
     if r.returncode: sys.exit(f"`ulmfit {' '.join(map(str, args[:1]))}` failed:\n{r.stderr[-3000:]}")
     return time.time() - t
 
-def chain(work, out, stage1, seed, lm_flags=(), clas_flags=(), threads=1) -> dict:
-    "finetune-lm -> train-classifier -> evaluate through the command; returns the figures of the run"
+def _same_lm(out, stage1, seed, lm_flags) -> bool:
+    "Does `out/lm` hold a complete Stage-2 run of this command (same Stage 1, seed and flags, recorded in lm.log's command line)?"
+    f, cmd = out/'lm'/'metrics.json', out/'lm.cmd'
+    return f.exists() and cmd.exists() and cmd.read_text() == _lm_cmd(stage1, seed, lm_flags)
+
+def _lm_cmd(stage1, seed, lm_flags) -> str: return ' '.join(map(str, ['finetune-lm', '--pretrained', stage1, '--seed', seed, *lm_flags]))
+
+def chain(work, out, stage1, seed, lm_flags=(), clas_flags=(), threads=1, reuse_lm=False) -> dict:
+    "finetune-lm -> train-classifier -> evaluate through the command (with `reuse_lm`, an identical earlier finetune-lm run is kept); returns the figures of the run"
     out.mkdir(parents=True, exist_ok=True)
-    t_lm = ulmfit('finetune-lm', work/'train.csv', '--pretrained', stage1, '--out', out/'lm', '--seed', seed, '--overwrite', *lm_flags, threads=threads, log=out/'lm.log')
+    reused = reuse_lm and _same_lm(out, stage1, seed, lm_flags)
+    if reused: t_lm = json.loads((out/'lm'/'metrics.json').read_text())['seconds']
+    else:
+        t_lm = ulmfit('finetune-lm', work/'train.csv', '--pretrained', stage1, '--out', out/'lm', '--seed', seed, '--overwrite', *lm_flags, threads=threads, log=out/'lm.log')
+        (out/'lm.cmd').write_text(_lm_cmd(stage1, seed, lm_flags))
     t_cl = ulmfit('train-classifier', work/'train.csv', '--lm', out/'lm', '--out', out/'clas', '--seed', seed, '--overwrite', *clas_flags, threads=threads, log=out/'clas.log')
     ulmfit('evaluate', out/'clas', work/'test.csv', '--out', out/'eval', '--overwrite', threads=threads, log=out/'eval.log')
     m, e, lm = (json.loads((out/k/'metrics.json').read_text()) for k in ('clas', 'eval', 'lm'))
     f = m['fit']
     return dict(seed=seed, test_acc=e['accuracy'], valid_acc=m['accuracy'], lr=f['lr'], lr_source=f['lr_source'], drop_mult=m['drop_mult'],
                 best_epoch=f['best_epoch'], epochs_run=f['epochs_run'], n_epoch=f['n_epoch'], lm_epochs=lm['fit']['epochs_run'],
-                lm_perplexity=lm['perplexity'], lm_s=round(t_lm), clas_s=round(t_cl))
+                lm_perplexity=lm['perplexity'], lm_s=round(t_lm), clas_s=round(t_cl), lm_reused=bool(reused))
 
 def grid(work, lm_folder, te, seed=0, which='full') -> list:
     "Stage 3 from `lm_folder` with every setting of `GRIDS[which]`; validation accuracy of each, test accuracy of each too (reported only for the one chosen)"
@@ -97,16 +108,17 @@ def grid(work, lm_folder, te, seed=0, which='full') -> list:
         print(f"  grid {g}: valid {rows[-1]['valid_acc']:.4f} ({rows[-1]['s']} s)", flush=True)
     return rows
 
-def run_set(name, seeds, stage1, threads, which='full') -> dict:
+def run_set(name, seeds, stage1, threads, which='full', reuse_lm=False) -> dict:
     work = C.cache_dir_bench('defaults', name)
     tr, te = write_csvs(name, work)
-    res = dict(data=name, n_train=len(tr), n_test=len(te), n_classes=int(tr.label.nunique()), stage1=str(stage1))
+    res = dict(data=name, n_train=len(tr), n_test=len(te), n_classes=int(tr.label.nunique()), stage1=str(stage1),
+               command='python bench/bench_defaults.py ' + ' '.join(sys.argv[1:]), date=time.strftime('%Y-%m-%d'))
     print(f"{name}: {len(tr)} train / {len(te)} test texts", flush=True)
     res['tfidf'] = C.tfidf(pd.concat([C.stratified_split(tr, 0.1, 0), te.assign(split='test')]))
-    res['defaults'] = [chain(work, work/f'defaults_s{s}', stage1, s, threads=threads) for s in range(seeds)]
+    res['defaults'] = [chain(work, work/f'defaults_s{s}', stage1, s, threads=threads, reuse_lm=reuse_lm) for s in range(seeds)]
     for r in res['defaults']: print(f"  defaults seed {r['seed']}: test {r['test_acc']:.4f} valid {r['valid_acc']:.4f}", flush=True)
     n_groups = 2 + json.loads((stage1/'config.json').read_text())['awd_lstm']['n_layers']   # embedding, each LSTM layer, head
-    res['old'] = chain(work, work/'old_s0', stage1, 0, OLD_LM, OLD_CLAS + ['--epochs', str(n_groups)], threads=threads)
+    res['old'] = chain(work, work/'old_s0', stage1, 0, OLD_LM, OLD_CLAS + ['--epochs', str(n_groups)], threads=threads, reuse_lm=reuse_lm)
     print(f"  old defaults: test {res['old']['test_acc']:.4f}", flush=True)
     res['grid'] = grid(work, work/'defaults_s0'/'lm', te, which=which); res['grid_name'] = which
     return res
@@ -132,13 +144,16 @@ def report(results, args) -> str:
         if r is None: continue
         for x in r['defaults'] + [dict(r['old'], seed='old')]:
             detail.append(f"| {name} | {x['seed']} | {pct(x['test_acc'])} | {pct(x['valid_acc'])} | {x['lr']:.3g} ({x['lr_source']}) | {x['drop_mult']} | "
-                          f"{x['best_epoch']} / {x['epochs_run']} / {x['n_epoch']} | {x['lm_epochs']}, {x['lm_perplexity']:.1f} | {x['lm_s']} + {x['clas_s']} s |")
+                          f"{x['best_epoch']} / {x['epochs_run']} / {x['n_epoch']} | {x['lm_epochs']}, {x['lm_perplexity']:.1f} | {x['lm_s']}{'*' if x.get('lm_reused') else ''} + {x['clas_s']} s |")
     grids = ['', 'Grid (Stage 3 from the seed-0 defaults LM, the settings of `--grid` as each set ran it; `auto` = the default choice; the row chosen by validation accuracy is in bold):', '']
     for name in SETS:
         r = results.get(name)
         if r is None: continue
         b = _best(r['grid'])
         grids.append(f"- {name}: " + '; '.join((f"**{_g(g)}: {pct(g['valid_acc'])}**" if g is b else f"{_g(g)}: {pct(g['valid_acc'])}") for g in r['grid']))
+    runs = [f"- {n}: `{results[n]['command']}` ({results[n]['date']})" for n in SETS if n in results and 'command' in results[n]]
+    if runs: grids += ['', 'Which command produced each set\'s rows (sets without a line here come from the command in the header); `*` after a Stage-2 time: '
+                       'that seed\'s fine-tuned LM was kept from the earlier identical `finetune-lm` run (`--reuse-lm`), its time is that run\'s:', '', *runs]
     s1 = next(iter(results.values()))['stage1']
     head = C.header("The defaults: what `ulmfit` gives with no flags", args,
                     f"- Stage 1 (one for all rows): {s1}\n- test accuracy %, each data set as train.csv + test.csv; the command carves its own validation split (stratified 10 %)\n")
@@ -151,6 +166,7 @@ def main():
         if a.dest == 'data': a.choices = None
     p.add_argument('--stage1', default=None, help="the Stage-1 bundle (default: the demo's cached one)")
     p.add_argument('--report-only', action='store_true')
+    p.add_argument('--reuse-lm', action='store_true', help="keep each seed's fine-tuned LM from an earlier identical finetune-lm run (same Stage 1, seed and flags): for a change to Stage 3 only")
     p.add_argument('--grid', choices=tuple(GRIDS), default='full', help="the settings searched on validation: 'full' (18) or 'small' (4: head lr auto/0.04 x drop-mult auto/0.5)")
     args = C.parse_bench(p)
     names = [n.strip() for n in args.data.split(',') if n.strip()]
@@ -161,7 +177,7 @@ def main():
     if not args.report_only:
         stage1 = Path(args.stage1) if args.stage1 else C.stage1_bundle() if SMOKE else C.demo_stage1()
         for n in names:
-            results[n] = run_set(n, args.seeds, stage1, args.threads, args.grid)
+            results[n] = run_set(n, args.seeds, stage1, args.threads, args.grid, args.reuse_lm)
             latest = json.loads(raw.read_text()) if raw.exists() else {}   # another process may have added other sets meanwhile
             C.save_json({**latest, n: results[n]}, raw)
         results = json.loads(raw.read_text())

@@ -138,7 +138,7 @@ def clas_epochs(n_batches:int, # Batches in one training epoch
                 n_tokens:int, # Tokens in one training epoch
                 n_groups:int, # Layer groups of the classifier (gradual unfreezing thaws one per epoch)
                 steps:int=1500, # Optimizer steps to aim for
-                max_tokens:float=10e6, # Most tokens to train on in all
+                max_tokens:float=20e6, # Most tokens to train on in all
                 max_epoch:int=30, # Most epochs
                ) -> int:
     "Epoch budget of a classifier: about `steps` optimizer steps and at most `max_tokens` tokens, from `n_groups`+3 to `max_epoch` epochs"
