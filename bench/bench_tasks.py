@@ -301,6 +301,7 @@ def report(a) -> str:
                 f"`embed_texts` on the {r['n']} TREC-6 test questions with the models of the TREC-6 part; the share of questions whose nearest other question (cosine) has the same label:", '',
                 '| model | pooling | dimensions | 1-NN label agreement | seconds |', '|---|---|---:|---:|---:|',
                 *[f"| {x['model']} | {x['pool']} | {x['dims']} | {_f(x['agreement'])} | {x['seconds']} |" for x in r['rows']], '']
+    out += ['Each part\'s run:', '', *[f"- {p}: " + '; '.join(h.lstrip('- ') for h in R[p].get('header', [])) + f" ({R[p].get('wall_seconds', '?')} s)" for p in PARTS if p in R], '']
     missing = [p for p in PARTS if p not in R]
     if missing: out += [f"Not run yet: {', '.join(missing)} (`python bench/bench_tasks.py --part {','.join(missing)}`).", '']
     return '\n'.join(out)
