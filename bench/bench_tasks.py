@@ -117,14 +117,19 @@ def ovr(df, Cs=(1, 10, 100)) -> dict:
     c = max(sel, key=lambda c: sel[c][1]); t = sel[c][0]
     return dict(C=c, threshold=t, valid_f1_micro=sel[c][1], test=multilabel_report(Y['te'], fits[c].predict_proba(X['te']), list(mlb.classes_), t))
 
-def part_multilabel(a):
-    from ulmfit_ext.pipeline import stage2, stage3
-    from ulmfit_ext.ensemble import evaluate_texts
-    df = bbc_pairs()
-    if SMOKE: df = pd.concat([d.head(150 if s == 'train' else 40) for s, d in df.groupby('split')])
+def _labelled_lm(df, smoke_rows):
+    "The labelled rows (train and valid, with `is_valid`) of a split `df`, and Stage 2 on their text from the shipped Stage 1: (df, lab, lm, seconds, Stage-1 description); with BENCH_SMOKE, the first `smoke_rows` (train, other splits) rows of each split"
+    from ulmfit_ext.pipeline import stage2
+    if SMOKE: df = pd.concat([d.head(smoke_rows[0] if s == 'train' else smoke_rows[1]) for s, d in df.groupby('split')])
     s1, desc = stage1()
     lab = df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid')
     lm, t_lm = _timed(stage2, lab[['text']], s1, progress=False)
+    return df, lab, lm, t_lm, desc
+
+def part_multilabel(a):
+    from ulmfit_ext.pipeline import stage3
+    from ulmfit_ext.ensemble import evaluate_texts
+    df, lab, lm, t_lm, desc = _labelled_lm(bbc_pairs(), (150, 40))
     run, t_cl = _timed(stage3, lab, lm, label_col='topics', label_delim=';', valid_col='is_valid', progress=False)
     te = df[df.split == 'test']
     ev = evaluate_texts(run.learn, te, label_col='topics')
@@ -160,13 +165,9 @@ def lr_f1(df, weighted, Cs=(1, 10, 100)) -> dict:
                 test_spam_f1=float(f1_score(te.label, p, pos_label='spam', average='binary')))
 
 def part_sms(a):
-    from ulmfit_ext.pipeline import stage2, stage3
+    from ulmfit_ext.pipeline import stage3
     from ulmfit_ext.ensemble import evaluate_texts
-    df = sms()
-    if SMOKE: df = pd.concat([d.head(300 if s == 'train' else 80) for s, d in df.groupby('split')])
-    s1, desc = stage1()
-    lab = df[df.split != 'test'].assign(is_valid=lambda d: d.split == 'valid')
-    lm, t_lm = _timed(stage2, lab[['text']], s1, progress=False)
+    df, lab, lm, t_lm, desc = _labelled_lm(sms(), (300, 80))
     te, rows = df[df.split == 'test'], []
     for seed in range(1 if SMOKE else 2):
         for cw in (None, 'balanced'):
