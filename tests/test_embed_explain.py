@@ -24,7 +24,7 @@ def one_word_df(n=240, seed=0):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     df = one_word_df()
-    lm = stage2(df, config=tiny_cfg, epochs=2, bs=8, bptt=10, min_freq=1, progress=False, seed=0)
+    lm = stage2(df, None, config=tiny_cfg, epochs=2, bs=8, bptt=10, min_freq=1, progress=False, seed=0)
     run = stage3(df, lm, valid_col='is_valid', epochs=10, lr=0.05, bs=8, bptt=10, progress=False, seed=0)
     d = tmp_path_factory.mktemp('ee')
     save_classifier_bundle(run.learn, d/'clas'/'bundle')

@@ -28,7 +28,7 @@ def toy(tmp_path_factory):
     d = tmp_path_factory.mktemp('resume')
     mp = pytest.MonkeyPatch(); mp.setenv('ULMFIT_CACHE', str(d/'cache'))
     df = _toy_df(160)
-    lm = stage2(df, config=tiny_cfg, epochs=1, progress=False)
+    lm = stage2(df, None, config=tiny_cfg, epochs=1, progress=False)
     yield d, df, lm
     mp.undo()
 
@@ -46,7 +46,7 @@ def _interrupted_then_resumed(fn, ck, at):
 def test_interrupted_run_resumes_exactly(toy, tmp_path, kind):
     "Ctrl-C in the middle of an epoch, then the same call: the result is the uninterrupted run's, weights and report bit for bit"
     d, df, lm = toy
-    fn, at = {'lm': (lambda **k: stage2(df, config=tiny_cfg, epochs=4, progress=False, is_deterministic=True, **k), 3),
+    fn, at = {'lm': (lambda **k: stage2(df, None, config=tiny_cfg, epochs=4, progress=False, is_deterministic=True, **k), 3),
               'classifier (automatic rate)': (lambda **k: stage3(df, lm, valid_col='is_valid', epochs=6, progress=False, is_deterministic=True, **k), 5),
               'classifier, scripts schedule': (lambda **k: stage3(df, lm, valid_col='is_valid', epochs=5, lr=1e-2, schedule='scripts', progress=False, **k), 3),
               'classifier, chain-thaw': (lambda **k: stage3(df, lm, valid_col='is_valid', epochs=1, lr=1e-2, variant='chain-thaw', progress=False, **k), 3)}[kind]

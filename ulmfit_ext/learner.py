@@ -115,6 +115,7 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
     "An AWD-LSTM language-model learner with the paper's defaults and layer groups; unfrozen, ready for Stage 2"
     if pretrained is False: pretrained = None   # fastai's spelling of "no pretrained weights"
     pretrained = resolve_pretrained(pretrained, ifnone(backwards, _is_backwards(dls)))
+    _check_sizes(pretrained, config)
     vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **_bundle_sizes(pretrained), **(config or {})}
     drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'lm')
@@ -152,6 +153,16 @@ def _bundle_sizes(pretrained) -> dict:
     if not isinstance(pretrained, (str, Path)) or pretrained == 'wt103' or not (Path(pretrained)/'config.json').is_file(): return {}
     awd = _read_config(pretrained).get('awd_lstm', {})
     return {k: awd[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in awd}
+
+def _check_sizes(pretrained, config):
+    "Refuse `config` sizes that contradict the sizes of the weights in `pretrained` (a bundle's, or WikiText-103's 400/1152/3)"
+    if pretrained is None or not config: return
+    fixed = {k: ulmfit_lm_config[k] for k in ('emb_sz', 'n_hid', 'n_layers')} if pretrained == 'wt103' else _bundle_sizes(pretrained)
+    bad = {k: v for k, v in config.items() if k in fixed and v != fixed[k]}
+    if not bad: return
+    raise UlmfitError(f"`config` sets {', '.join(f'{k}={v}' for k, v in bad.items())}, but the pretrained weights (`pretrained`={str(pretrained)!r}) have "
+                      f"{', '.join(f'{k}={fixed[k]}' for k in bad)}: a pretrained model's sizes are fixed. Pass `pretrained=None` to train a model "
+                      "of your own sizes from random weights, or leave the sizes out of `config`.")
 
 # %% ../nbs/05_learner.ipynb #8229da16
 def _encoder_of(model):

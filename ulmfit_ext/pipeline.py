@@ -84,7 +84,7 @@ def _pin(folder, sha256, what:str):
 
 # %% ../nbs/07a_pipeline.ipynb #d912b1fb
 def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list of texts, or a corpus path (`read_texts`)
-           pretrained=None, # Stage-1 weights: a name of `shipped_models`, a bundle (or `pretrain_lm` output) folder, 'wt103', or None for none
+           pretrained='ulmfit-en', # Stage-1 weights: the package's English LM by default, another name of `shipped_models`, a bundle (or `pretrain_lm` output) folder, 'wt103', or None for random weights (sized by `config`)
            *more, # More text for the LM only, e.g. unlabelled documents
            text_col:str='text', # Text column of DataFrames and CSVs
            epochs:int=None, # Epochs; `None`: `lm_epochs` (about 1M tokens), with early stopping
@@ -99,7 +99,7 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
            bptt:int=70, # BPTT length
            valid_pct:float=0.1, # Fraction of the documents held out for validation
            max_vocab:int=60000, min_freq:int=3, # The task vocabulary (ignored with a SentencePiece Stage 1: its vocabulary is used)
-           config:dict=None, # AWD-LSTM sizes when there is no Stage-1 bundle to read them from
+           config:dict=None, # AWD-LSTM sizes of a model trained from random weights (`pretrained=None`); a Stage-1 model's sizes are its own
            seed:int=42, # Seed of the split, the initialisation and the batches
            is_deterministic:bool=False, # PyTorch's deterministic algorithms too (slower; `core.deterministic`)
            encoding:str=None, # Encoding of CSV and text files (default utf-8)
