@@ -12,7 +12,7 @@ from fastcore.basics import ifnone
 # %% auto #0
 __all__ = ['ARG_SPECS', 'UlmfitError', 'check_range', 'check_int', 'check_choice', 'check_args', 'available_memory', 'cache_dir',
            'dataset_path', 'check_dest', 'fsync', 'fsync_tree', 'clean_leftovers', 'publish', 'atomic_path',
-           'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic']
+           'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic', 'load_opt_state']
 
 # %% ../nbs/00_core.ipynb #436dd9eb
 class UlmfitError(ValueError):
@@ -358,3 +358,15 @@ def deterministic(seed:int=42, # Seed of Python's, NumPy's and PyTorch's generat
     before = set_determinism(seed, warn_only)
     try: yield
     finally: _restore_determinism(before)
+
+# %% ../nbs/00_core.ipynb #c19a8295
+def load_opt_state(opt, # A fastai `Optimizer` (`learn.opt`)
+                   sd:dict, # Its `state_dict()`, as saved (on any device)
+                  ):
+    "Load `sd` into `opt` with every state tensor moved to its parameter's device"
+    import torch
+    from fastcore.foundation import L
+    opt.load_state_dict({**sd, 'hypers': L(sd['hypers'])})
+    move = lambda v, p: v.to(p.device, dtype=p.dtype if v.is_floating_point() else v.dtype) if isinstance(v, torch.Tensor) and v.device != p.device else v
+    for p, s in list(opt.state.items()): opt.state[p] = {k: move(v, p) for k, v in s.items()}   # new dicts: `sd` stays as it was
+    return opt

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import hashlib, json, shutil, time, warnings
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file
+from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file, load_opt_state
 from .data import lm_dls, clas_dls, _read_df, _check_cols
 from .io import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
 from .auto import FitReport, BestEpoch, auto_bs
@@ -400,7 +400,7 @@ def _restore(self:StageCheckpoint):
         raise UlmfitError(f"The checkpoint {ck['file']} comes from a run with a budget of {r['n_epoch']} epochs, but this one has {rep.n_epoch}: the data or its "
                           "preparation changed. Pass `resume=False` to start afresh.")
     learn.model.load_state_dict(ck['model'])
-    learn.opt.load_state_dict({**ck['opt'], 'hypers': L(ck['opt']['hypers'])})
+    load_opt_state(learn.opt, ck['opt'])   # on the model's device (fastai's `load_state_dict` does not move it)
     for k in ('history', 'best_epoch', 'stopped_early', 'lr_source', 'lr_find'): setattr(rep, k, r[k])
     sel, gl, hist, sm = _cb_of(learn, BestEpoch), _cb_of(learn, GroupLRRecorder), _hist(learn), learn.recorder.smooth_loss
     if sel is not None: sel.n, sel.state = ck['best_n'], ck['best_state']

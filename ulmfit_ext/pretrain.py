@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
+from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file, load_opt_state
 from .core import deterministic as _deterministic
 from .data import TokenStore, VarLenLMDataLoader, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _unwrap_tok, _check_streams
 from .subword import spm_tokenizer
@@ -385,7 +385,7 @@ def _resume(learn, ck):
     "Load model, optimizer and RNG states of checkpoint `ck` into `learn`; return the number of epochs done"
     learn.model.load_state_dict(ck['model'])
     if learn.opt is None: learn.create_opt()
-    learn.opt.load_state_dict({**ck['opt'], 'hypers': L(ck['opt']['hypers'])})
+    load_opt_state(learn.opt, ck['opt'])   # on the model's device (fastai's `load_state_dict` does not move it)
     _set_rng_state(learn, ck['rng'])
     print(f"Resuming from {ck['file']}: {ck['epoch']} epoch(s) done, continuing with epoch {ck['epoch']+1}.")
     return int(ck['epoch'])
