@@ -8,7 +8,8 @@ NEW := .venv-new
 TORCH := torch==2.13.0
 NEWEST := fastai==2.8.12
 PIP_QUIET := --quiet --disable-pip-version-check
-PYTEST_ARGS ?= -q -p no:cacheprovider
+# Two test processes (pytest-xdist), one torch thread each: the 2 cores both work; `worksteal` rebalances the long slow tests.
+PYTEST_ARGS ?= -q -p no:cacheprovider -n 2 --dist worksteal
 # Tests use tiny models: one torch thread each is much faster than threads fighting over 2 cores.
 check-clean check-export nbtest pytest-dev pytest-new: export OMP_NUM_THREADS := 1
 # `SLOW=1 make test` also runs the tests marked slow (CI sets it).
@@ -34,7 +35,7 @@ $(NEW)/.stamp: settings.ini setup.py
 	@test -x $(NEW)/bin/python || $(PYTHON) -m venv $(NEW)
 	@echo "installing the newest-fastai environment into $(NEW) (log: $(NEW)/install.log)"
 	@$(NEW)/bin/pip install $(PIP_QUIET) $(TORCH) > $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
-	@$(NEW)/bin/pip install $(PIP_QUIET) -e ".[serve,explain]" $(NEWEST) $(TORCH) "pytest>=7" >> $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
+	@$(NEW)/bin/pip install $(PIP_QUIET) -e ".[serve,explain]" $(NEWEST) $(TORCH) "pytest>=7" "pytest-xdist>=3.2" >> $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
 	@touch $@
 
 dev-env: $(DEV)/.stamp
