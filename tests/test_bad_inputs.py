@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import BaseTokenizer
 from ulmfit_ext.core import UlmfitError, check_args, atomic_path, atomic_dir, set_determinism
-from ulmfit_ext.data import read_texts, tokenize_corpus, lm_dls, clas_dls
+from ulmfit_ext.readers import read_texts
+from ulmfit_ext.tokens import tokenize_corpus
+from ulmfit_ext.data import lm_dls, clas_dls
 from ulmfit_ext.learner import _toy_df, tiny_cfg, lm_learner, clas_learner
 from ulmfit_ext import io as uio
 from ulmfit_ext.inference import BiClassifier, predict_texts, predict_probs, generate, backward_dls

@@ -244,7 +244,7 @@ def test_concurrent_generation(toy):
 
 def test_text_over_a_million_characters():
     "Item 10: spaCy refuses texts over 1,000,000 characters (E088); prediction cuts them as training does, with the same tokens"
-    from ulmfit_ext.data import tokenize_corpus
+    from ulmfit_ext.tokens import tokenize_corpus
     df = _toy_df(60)
     kw = dict(n_workers=0, progress=False, cache=False, seed=0)   # the default spaCy tokenizer
     lm = lm_dls(df, bs=8, bptt=10, **kw)

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import SentencePieceTokenizer, Tokenizer, defaults, compose
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.data import lm_dls, clas_dls, tokenize_corpus, TokenIds
+from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
+from ulmfit_ext.tokens import tokenize_corpus
 from ulmfit_ext.subword import train_spm, spm_vocab, SpmTokenizer, spm_tokenizer
 
 FAST = dict(progress=False, n_workers=0)

@@ -154,7 +154,7 @@ def _find_bundle(path, inside=('bundle',), what:str='model') -> Path:
 
 def _read_csv(path, encoding=None, **kwargs):
     "The CSV `path` as a DataFrame, read as the library reads it: a folder, binary data, a bad --encoding or a broken CSV is a one-line error"
-    return _lib('data')._read_df(path, encoding, **kwargs)
+    return _lib('tokens')._read_df(path, encoding, **kwargs)
 
 def _read_texts(path, text_col:str, encoding:str=None) -> list:
     "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file (utf-8, else latin-1, unless `encoding`)"
@@ -165,7 +165,7 @@ def _read_texts(path, text_col:str, encoding:str=None) -> list:
     if p.is_dir(): raise UlmfitError(f"The input file {p} is a folder: pass a CSV with a --text-col column, or a text file with one text per line.")
     try: codecs.lookup(encoding or 'utf-8')
     except LookupError: raise UlmfitError(f"--encoding {encoding} is not an encoding Python knows: use e.g. utf-8, latin-1 or cp1252.") from None
-    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('data')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
+    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('readers')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
     if not texts: raise UlmfitError(f"{p} holds no text: put one text on each line, or pass a CSV with a --text-col column.")
     return texts
 

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file, load_opt_state
 from .core import deterministic as _deterministic
-from .data import TokenStore, VarLenLMDataLoader, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _unwrap_tok, _check_streams
+from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
+from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _text_tfms, _check_streams
 from .subword import spm_tokenizer
 from .io import save_lm_bundle, wt103_files, _is_bundle
 from .learner import lm_learner
