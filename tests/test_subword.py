@@ -102,7 +102,7 @@ def test_errors(tmp_path):
 def test_classifier_bundle_predicts_with_its_model(tmp_path):
     "A classifier trained on SentencePiece data is saved with spm.model and predicts raw text from the bundle alone"
     from ulmfit_ext.learner import clas_learner
-    from ulmfit_ext.io import save_classifier_bundle, load_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle, load_bundle
     from ulmfit_ext.inference import predict_texts
     tkz = spm_tokenizer(toy_texts(300), vocab_sz=60, **TRAIN)
     df = pd.DataFrame({'text': toy_texts(40, seed=6), 'label': ['a', 'b']*20})
