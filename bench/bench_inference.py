@@ -53,7 +53,7 @@ def worker(a):
     "Run one method in this (fresh) process and print a JSON line with its numbers"
     torch.set_num_threads(a.threads)
     from ulmfit_ext.learner import clas_learner
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     texts = load_texts(a.n)
     if a.worker == 'ours':
         from ulmfit_ext.inference import predict_probs, as_predictor
@@ -94,7 +94,7 @@ def main():
     if a.quick: a.n = 4000
     torch.set_num_threads(a.threads)
     from ulmfit_ext.learner import clas_learner
-    from ulmfit_ext.io import save_classifier_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle
     with tempfile.TemporaryDirectory() as d:
         torch.manual_seed(0)
         save_classifier_bundle(clas_learner(build_dls(a.tok), config=CFG), Path(d)/'clas')

@@ -35,7 +35,7 @@ def train(name, cfg, epochs, out, seed=0):
     from fastai.text.all import set_seed
     from ulmfit_ext.data import lm_dls, clas_dls
     from ulmfit_ext.learner import clas_learner, train_classifier
-    from ulmfit_ext.io import save_classifier_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle
     tr, _ = data(name)
     if name == 'imdb': tr = tr.assign(text=tr.text.str.split().str[:200].str.join(' '))   # trained on each review's first 200 words, as bench_accuracy's IMDb quick mode
     set_seed(seed)
@@ -57,7 +57,7 @@ def peak_mb() -> float:
 def fastai_learner(bundle, texts):
     "fastai's own inference path over the bundle's weights: `TextBlock` (spaCy tokenizer, default rules, the bundle's vocabulary) + `TextLearner.get_preds`"
     from fastai.text.all import TextBlock, CategoryBlock, DataBlock, ColReader, RandomSplitter, WordTokenizer, TextLearner, CrossEntropyLossFlat
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     b = load_bundle(bundle)
     df = pd.DataFrame({'text': texts[:64], 'label': [b.labels[i % len(b.labels)] for i in range(min(64, len(texts)))]})
     db = DataBlock(blocks=(TextBlock.from_df('text', tok=WordTokenizer(), vocab=b.vocab, seq_len=70, n_workers=0), CategoryBlock(vocab=b.labels)),

@@ -35,7 +35,7 @@ def main():
     a = ap.parse_args(); a.threads = 1
     if a.quick: a.clients, a.seconds, a.malformed = 4, 5, 20
     from bench_profile import make_predictor, CFGS
-    from ulmfit_ext.io import save_bundle
+    from ulmfit_ext.bundle import save_bundle
     from ulmfit_ext.serve import load_test
     texts = imdb_reviews(1000, seed=1).text.tolist()
     configs = [('small 64/128/2', 'fp32', [])] + ([] if a.quick else [('paper 400/1152/3', 'int8', ['--int8'])])

@@ -63,7 +63,7 @@ def transfer(bundle, backwards=False) -> dict:
 
 def run(a) -> dict:
     from ulmfit_ext.pretrain import pretrain_lm, word_perplexity
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     r = dict(name=a.name)
     if a.bundle:   # an LM pretrained elsewhere; its training figures are read when its `pretrain_lm` folder is there
         bundle = Path(a.bundle).expanduser()

@@ -22,7 +22,7 @@ SMOKE = bool(os.environ.get('BENCH_SMOKE'))   # a check of the script on a few h
 
 def stage1(backwards=False):
     "(bundle, description): the package's shipped Stage-1 model if there is one, else the demo's cached bundle (and its backward twin)"
-    from ulmfit_ext.io import shipped_models, shipped_bundle
+    from ulmfit_ext.bundle import shipped_models, shipped_bundle
     if shipped_models:
         name = next(iter(shipped_models))
         return shipped_bundle(name, backwards), f"the package's shipped Stage-1 model {name!r} ({'backward' if backwards else 'forward'})"

@@ -128,7 +128,7 @@ def clas_child(path, df, a, work):
                                  awd_lstm_clas_config)
     from ulmfit_ext.data import clas_dls
     from ulmfit_ext.learner import clas_learner, train_classifier
-    from ulmfit_ext.io import save_classifier_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle
     vocab = json.loads((work/f'vocab_{path}.json').read_text())
     t = time.perf_counter()
     if path == 'ours':

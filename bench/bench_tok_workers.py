@@ -57,7 +57,7 @@ def main():
     if a.quick: a.n = 2000
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_profile import make_predictor, SMALL_NAME
-    from ulmfit_ext.io import save_bundle
+    from ulmfit_ext.bundle import save_bundle
     texts = imdb_reviews(a.n).text.tolist()
     with tempfile.TemporaryDirectory() as d:
         p = make_predictor(dict(emb_sz=64, n_hid=128, n_layers=2), texts)

@@ -156,7 +156,7 @@ if __name__ == '__main__':   # `python bench/common.py stage1 [bwd]`: pretrain (
 # ---- contenders ---------------------------------------------------------------------------------------------------------
 def stage1_config(bundle) -> dict:
     "The AWD-LSTM sizes of a Stage-1 bundle"
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     awd = load_bundle(bundle).config['awd_lstm']
     return {k: awd[k] for k in ('emb_sz', 'n_hid', 'n_layers')}
 

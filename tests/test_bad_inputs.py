@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import BaseTokenizer
 from ulmfit_ext.core import UlmfitError, check_args, atomic_path, atomic_dir, set_determinism
-from ulmfit_ext.data import read_texts, tokenize_corpus, lm_dls, clas_dls
+from ulmfit_ext.readers import read_texts
+from ulmfit_ext.tokens import tokenize_corpus
+from ulmfit_ext.data import lm_dls, clas_dls
 from ulmfit_ext.learner import _toy_df, tiny_cfg, lm_learner, clas_learner
-from ulmfit_ext import io as uio
+from ulmfit_ext import weights as uweights, bundle as ubundle
 from ulmfit_ext.inference import BiClassifier, predict_texts, predict_probs, generate, backward_dls
 from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, _toy_corpus
 from ulmfit_ext.pipeline import stage2, stage3
@@ -39,7 +41,7 @@ def w(tmp_path_factory):
     dls_c = clas_dls(df, vocab=dls_lm.vocab, valid_col='is_valid', bs=8, bptt=10, cache=False, **FAST)
     _, dls_cb = backward_dls(dls_lm, df, df, clas_kwargs=dict(valid_col='is_valid'), bs=8, bptt=10, seed=0, cache=False, **FAST)
     lm, fwd, bwd = lm_learner(dls_lm, config=tiny_cfg), clas_learner(dls_c, config=tiny_cfg, bptt=10), clas_learner(dls_cb, config=tiny_cfg, bptt=10)
-    uio.save_lm_bundle(lm, root/'lm'); uio.save_classifier_bundle(fwd, root/'clas')
+    ubundle.save_lm_bundle(lm, root/'lm'); ubundle.save_classifier_bundle(fwd, root/'clas')
     for name, f, edit in [('edited_cfg', 'config.json', lambda c: c.pop('awd_lstm')), ('edited_tok', 'tokenizer.json', lambda c: c.pop('rules'))]:
         shutil.copytree(root/'clas', root/name)   # hand-edited and re-hashed, so the checksums agree
         c = json.loads((root/name/f).read_text()); edit(c); (root/name/f).write_text(json.dumps(c))
@@ -118,20 +120,20 @@ CASES = [
     ('clas_learner lin_ftrs', lambda w: clas_learner(w['dls_c'], config=tiny_cfg, lin_ftrs=[0]), r'`lin_ftrs\[0\]`=0'),
     ('clas_learner encoder sizes', lambda w: clas_learner(w['dls_c'], encoder=w['root']/'lm', config=dict(tiny_cfg, n_hid=12)), r'does not fit this classifier'),
     # ---- bundles
-    ('load_bundle missing', lambda w: uio.load_bundle(w['root']/'nope'), r'There is no bundle folder at .*nope'),
-    ('load_bundle csv', lambda w: uio.load_bundle(w['root']/'folder.csv'), r'folder.csv is missing provenance.json'),
-    ('load_bundle pinned', lambda w: uio.load_bundle(w['root']/'clas', sha256='0'*64), r'clas is not the one expected'),
-    ('load_bundle digest format', lambda w: uio.load_bundle(w['root']/'clas', sha256='abc'), r"`sha256`='abc' is not a sha256 digest"),
-    ('load_bundle edited config', lambda w: uio.load_bundle(w['root']/'edited_cfg'), r"edited_cfg/config.json lacks the key 'awd_lstm'"),
+    ('load_bundle missing', lambda w: ubundle.load_bundle(w['root']/'nope'), r'There is no bundle folder at .*nope'),
+    ('load_bundle csv', lambda w: ubundle.load_bundle(w['root']/'folder.csv'), r'folder.csv is missing provenance.json'),
+    ('load_bundle pinned', lambda w: ubundle.load_bundle(w['root']/'clas', sha256='0'*64), r'clas is not the one expected'),
+    ('load_bundle digest format', lambda w: ubundle.load_bundle(w['root']/'clas', sha256='abc'), r"`sha256`='abc' is not a sha256 digest"),
+    ('load_bundle edited config', lambda w: ubundle.load_bundle(w['root']/'edited_cfg'), r"edited_cfg/config.json lacks the key 'awd_lstm'"),
     ('predict edited tokenizer', lambda w: predict_texts(w['root']/'edited_tok', ['a']), r"edited_tok/tokenizer.json lacks the key 'rules'"),
-    ('load_bundle kind', lambda w: uio.load_bundle(w['root']/'clas', kinds=('lm',)), r'holds a classifier, but a language model bundle'),
-    ('save_bundle exists', lambda w: uio.save_bundle(w['root']/'clas', w['fwd'].model, list(w['dls_lm'].vocab)), r'clas already exists'),
-    ('save_bundle over non-bundle', lambda w: uio.save_bundle(w['root']/'run'/'checkpoints', w['fwd'].model, list(w['dls_lm'].vocab), overwrite=True), r'checkpoints exists and is not a ulmfit_ext bundle'),
-    ('save_bundle vocab size', lambda w: uio.save_bundle(w['root']/'new', w['fwd'].model, ['a', 'b']), r"2 tokens but the model's embedding has"),
-    ('load_pretrained_lm classifier', lambda w: uio.load_pretrained_lm(w['lm'], source=w['root']/'clas', verbose=False), r'holds a classifier'),
-    ('load_encoder_weights classifier', lambda w: uio.load_encoder_weights(w['lm'].model, w['fwd'].model.state_dict(), what='clas/weights.pth'), r'clas/weights.pth holds a classifier, not a language model'),
-    ('read_weights text', lambda w: uio.read_weights(w['root']/'corpus.txt'), r'torch.load could not read .*corpus.txt'),
-    ('read_itos text', lambda w: uio.read_itos(w['root']/'corpus.txt'), r'corpus.txt is not a plain pickled list'),
+    ('load_bundle kind', lambda w: ubundle.load_bundle(w['root']/'clas', kinds=('lm',)), r'holds a classifier, but a language model bundle'),
+    ('save_bundle exists', lambda w: ubundle.save_bundle(w['root']/'clas', w['fwd'].model, list(w['dls_lm'].vocab)), r'clas already exists'),
+    ('save_bundle over non-bundle', lambda w: ubundle.save_bundle(w['root']/'run'/'checkpoints', w['fwd'].model, list(w['dls_lm'].vocab), overwrite=True), r'checkpoints exists and is not a ulmfit_ext bundle'),
+    ('save_bundle vocab size', lambda w: ubundle.save_bundle(w['root']/'new', w['fwd'].model, ['a', 'b']), r"2 tokens but the model's embedding has"),
+    ('load_pretrained_lm classifier', lambda w: ubundle.load_pretrained_lm(w['lm'], source=w['root']/'clas', verbose=False), r'holds a classifier'),
+    ('load_encoder_weights classifier', lambda w: uweights.load_encoder_weights(w['lm'].model, w['fwd'].model.state_dict(), what='clas/weights.pth'), r'clas/weights.pth holds a classifier, not a language model'),
+    ('read_weights text', lambda w: uweights.read_weights(w['root']/'corpus.txt'), r'torch.load could not read .*corpus.txt'),
+    ('read_itos text', lambda w: uweights.read_itos(w['root']/'corpus.txt'), r'corpus.txt is not a plain pickled list'),
     ('atomic_path no-clobber', lambda w: atomic_path(w['root']/'preds.csv', overwrite=False).__enter__(), r'preds.csv already exists'),
     ('atomic_path onto a folder', lambda w: atomic_path(w['root']/'folder.csv', overwrite=True).__enter__(), r'folder.csv is a folder, so a file cannot be written'),
     ('atomic_dir no-clobber', lambda w: atomic_dir(w['root']/'lm').__enter__(), r'lm already exists'),

@@ -110,7 +110,7 @@ def chain(tmp_path_factory):
 
 def test_finetune_lm_outputs(chain):
     d, _ = chain
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     assert load_bundle(d/'lm'/'bundle').kind == 'lm' and load_bundle(d/'lm'/'encoder').kind == 'encoder'
     assert load_bundle(d/'lm'/'bundle').tokenizer_spec is not None   # predict needs it to read raw text
     m = json.loads((d/'lm'/'metrics.json').read_text())
@@ -122,7 +122,7 @@ def test_finetune_lm_outputs(chain):
 
 def test_train_classifier_outputs(chain):
     d, df = chain
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     b = load_bundle(d/'clas'/'bundle')
     assert b.kind == 'classifier' and b.labels == ['neg', 'pos'] and b.vocab == load_bundle(d/'lm'/'bundle').vocab
     m = json.loads((d/'clas'/'metrics.json').read_text())
@@ -214,7 +214,7 @@ def test_overwrite_replaces(chain, capsys):
         assert _call([*RERUNS[sub](d), '--overwrite'], capsys)[0] == 0, sub
         assert out.stat().st_mtime_ns > t0, sub
     assert len(pd.read_csv(d/'preds.csv')) == len(df) and json.loads((d/'clas'/'metrics.json').read_text())['n_valid'] == 24
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     assert load_bundle(d/'clas'/'bundle').kind == 'classifier'
     assert not [p for p in d.rglob('*.part')] and not [p for p in d.rglob('.*.old-*')]   # no leftovers of the replacement
 
@@ -228,7 +228,7 @@ def test_pretrain_then_finetune(tmp_path, capsys, monkeypatch):
     args = ['pretrain', tmp_path/'corpus.txt', '--out', tmp_path/'pre', '--preset', 'tiny', '--max-tokens', '3000', '--epochs', '1',
             '--emb-sz', '16', '--n-hid', '16', '--bs', '8', '--bptt', '10', '--min-freq', '1']
     assert _call(args, capsys)[0] == 0
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     assert load_bundle(tmp_path/'pre'/'bundle').kind == 'lm'
     m = json.loads((tmp_path/'pre'/'metrics.json').read_text())
     assert math.isfinite(m['perplexity']) and m['n_epoch'] == 1
@@ -244,7 +244,7 @@ def test_pretrain_then_finetune(tmp_path, capsys, monkeypatch):
 
 def test_pretrain_spm_var_bptt(tmp_path, capsys, monkeypatch):
     "ulmfit pretrain --tokenizer spm --vocab-size N --var-bptt: a SentencePiece Stage 1 whose bundle carries its model"
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     from ulmfit_ext.subword import spm_vocab
     monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
     df = _toy_df(120)

@@ -418,7 +418,7 @@ def test_predict_two_processes_same_out(w, tmp_path):
 def test_digests_printed_and_pinned(w, capsys):
     "Each run prints the digest of the bundle it saved (bundle_sha256 in metrics.json); --expect-sha256 with it loads that model"
     m = json.loads((w['root']/'clas'/'metrics.json').read_text())
-    assert w['digest'] == m['bundle_sha256'] == __import__('ulmfit_ext.io', fromlist=['bundle_digest']).bundle_digest(w['root']/'clas'/'bundle')
+    assert w['digest'] == m['bundle_sha256'] == __import__('ulmfit_ext.bundle', fromlist=['bundle_digest']).bundle_digest(w['root']/'clas'/'bundle')
     out = w['root'].parent/'pinned.csv'
     try:
         assert _call(['predict', R(w, 'clas'), R(w, 'texts.txt'), '--out', out, '--expect-sha256', 'SHA256:' + w['digest'].upper()], capsys)[0] == 0

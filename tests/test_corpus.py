@@ -119,7 +119,7 @@ def test_split_is_deterministic_by_paragraph(inputs, tmp_path):
 
 def test_read_as_documents_by_pretraining(inputs, tmp_path):
     "Both layouts give one document per paragraph"
-    from ulmfit_ext.data import read_texts
+    from ulmfit_ext.readers import read_texts
     c = build_corpus(tmp_path/'c', [inputs/'notes.txt', inputs/'reviews.csv'], valid_pct=0.1, progress=False)
     para = [d.strip() for d in read_texts(c.train, split='para')]
     assert para == list(read_texts(c.train, split='line')) and len(para) == c.manifest['splits']['train']['paragraphs']

@@ -6,6 +6,8 @@ from fastai.text.all import (AWD_LSTM, BaseTokenizer, LMDataLoader, awd_lstm_lm_
                              language_model_learner, text_classifier_learner, load_learner)
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import *
+from ulmfit_ext.readers import *
+from ulmfit_ext.tokens import *
 
 FAST = dict(progress=False, n_workers=0)
 
@@ -359,7 +361,7 @@ def test_clas_dls_batch_larger_than_training_set(toy_df):
 
 def test_long_text_tokenized_like_training():
     "`TokenIds` on a raw string over `max_chars` cuts it as `tokenize_corpus` does: the same ids"
-    from ulmfit_ext.data import _tok_texts
+    from ulmfit_ext.tokens import _tok_texts
     from fastai.text.all import TokenizeWithRules
     text = ' '.join(toy_texts(3000, seed=2))   # ~ 150k characters
     st = tokenize_corpus([text], tok=BaseTokenizer(), cache=False, max_chars=20_000, **FAST)

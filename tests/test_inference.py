@@ -125,7 +125,7 @@ def test_max_tokens_head_and_tail(toy):
 
 def test_fastai_textblock_learner_and_bundle(tmp_path):
     "A learner on fastai's own TextBlock DataLoaders works too, and predicts the same from its saved bundle"
-    from ulmfit_ext.io import save_classifier_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle
     dls = _toy_dls(_toy_df(60))
     learn = clas_learner(dls, config=tiny_cfg, bptt=10)
     texts = _texts(10)
@@ -204,7 +204,7 @@ def test_generate_text(toy):
 import json, os, threading
 from pathlib import Path
 from ulmfit_ext.inference import ensemble_digest
-from ulmfit_ext.io import bundle_digest, save_classifier_bundle, load_bundle
+from ulmfit_ext.bundle import bundle_digest, save_classifier_bundle, load_bundle
 
 def _threaded(fn, n_threads=4, n_calls=3):
     "Run `fn(i)` `n_calls` times in each of `n_threads` threads at once; {(i, call): result or exception}"
@@ -244,7 +244,7 @@ def test_concurrent_generation(toy):
 
 def test_text_over_a_million_characters():
     "Item 10: spaCy refuses texts over 1,000,000 characters (E088); prediction cuts them as training does, with the same tokens"
-    from ulmfit_ext.data import tokenize_corpus
+    from ulmfit_ext.tokens import tokenize_corpus
     df = _toy_df(60)
     kw = dict(n_workers=0, progress=False, cache=False, seed=0)   # the default spaCy tokenizer
     lm = lm_dls(df, bs=8, bptt=10, **kw)

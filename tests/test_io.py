@@ -1,4 +1,4 @@
-"Tests of `ulmfit_ext.io` (configs, name-based loading, vocabulary remapping, WT103 loading, bundles) in both environments."
+"Tests of `ulmfit_ext.weights` (configs, name-based loading, vocabulary remapping, WT103 loading) and `ulmfit_ext.bundle` (bundles) in both environments."
 import json, os, pickle, subprocess, sys, time, urllib.error
 from pathlib import Path
 import pytest, torch
@@ -7,8 +7,9 @@ from fastcore.foundation import L
 from fastai.text.all import (AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config, get_language_model, get_text_classifier, Tokenizer,
                              TextDataLoaders, text_classifier_learner, language_model_learner)
 from ulmfit_ext.core import UlmfitError, sha256_file
-import ulmfit_ext.io as uio
-from ulmfit_ext.io import *
+import ulmfit_ext.weights as uweights, ulmfit_ext.bundle as ubundle
+from ulmfit_ext.bundle import *
+from ulmfit_ext.weights import *
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,7 +168,7 @@ def fastai_home(tmp_path, monkeypatch):
 def test_wt103_offline_gives_up_fast(fastai_home, monkeypatch):
     "No network: a clear message saying where to put the two files, within seconds"
     def _offline(*a, **k): raise urllib.error.URLError('network is unreachable')
-    monkeypatch.setattr(uio.urllib.request, 'urlopen', _offline)
+    monkeypatch.setattr(uweights.urllib.request, 'urlopen', _offline)
     t = time.time()
     with pytest.raises(UlmfitError) as e: load_pretrained_lm(tiny_lm(len(NEW_VOCAB)), vocab=NEW_VOCAB)
     assert time.time() - t < 5
@@ -180,7 +181,7 @@ def test_wt103_found_in_fastai_model_folder(fake_wt103, fastai_home, monkeypatch
     d, _ = fake_wt103
     (fastai_home/'models').mkdir(parents=True)
     d.rename(fastai_home/'models'/'wt103-fwd')
-    monkeypatch.setattr(uio.urllib.request, 'urlopen', lambda *a, **k: pytest.fail('network used'))
+    monkeypatch.setattr(uweights.urllib.request, 'urlopen', lambda *a, **k: pytest.fail('network used'))
     assert [p.name for p in wt103_files()] == ['lstm_fwd.pth', 'itos_wt103.pkl']
 
 # ---------------------------------------------------------------- pickles
@@ -276,7 +277,7 @@ def test_bundle_write_is_atomic(clas_bundle, monkeypatch):
     "A crash while writing leaves the old bundle intact and no temporary folder behind"
     before = sha256_file(clas_bundle/'weights.pth')
     def _crash(*a, **k): raise RuntimeError('disk full')
-    monkeypatch.setattr(uio, '_dump_json', _crash)
+    monkeypatch.setattr(ubundle, '_dump_json', _crash)
     with pytest.raises(RuntimeError, match='disk full'): save_bundle(clas_bundle, tiny_lm(), OLD_VOCAB, overwrite=True)
     monkeypatch.undo()
     assert sha256_file(clas_bundle/'weights.pth') == before and load_bundle(clas_bundle).kind == 'classifier'
@@ -467,9 +468,9 @@ def test_unlisted_file_is_not_read(clas_bundle):
 def test_two_bundle_writers(tmp_path, monkeypatch):
     "Item 5 / what to build 2: two saves to one new path at once: one bundle, one refusal, a bundle that loads"
     import threading
-    gate, orig = threading.Barrier(2, timeout=20), uio._write_files
+    gate, orig = threading.Barrier(2, timeout=20), ubundle._write_files
     def slow(*a, **k): orig(*a, **k); gate.wait()   # both have written their files before either publishes
-    monkeypatch.setattr(uio, '_write_files', slow)
+    monkeypatch.setattr(ubundle, '_write_files', slow)
     res = [None, None]
     def save(i):
         try: res[i] = save_bundle(tmp_path/'b', tiny_clas(50, n_class=2+i), OLD_VOCAB)

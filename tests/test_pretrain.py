@@ -74,7 +74,7 @@ def test_full_run_outputs(corpus, tmp_path):
     assert m['epochs'][-1]['valid_loss'] < m['epochs'][0]['valid_loss']   # it learns the toy grammar
     assert m['perplexity'] == res.perplexity and m['data']['valid_docs'] == 40
     assert (out/'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    b = pt.load_bundle(out/'bundle') if hasattr(pt, 'load_bundle') else __import__('ulmfit_ext.io', fromlist=['x']).load_bundle(out/'bundle')
+    b = pt.load_bundle(out/'bundle') if hasattr(pt, 'load_bundle') else __import__('ulmfit_ext.bundle', fromlist=['x']).load_bundle(out/'bundle')
     assert b.kind == 'lm' and b.config['awd_lstm']['n_hid'] == 24
     assert b.provenance['metrics']['perplexity'] == m['perplexity'] and b.provenance['data']['preset'] == 'tiny'
     # the STLR schedule of the whole run: one triangle over all iterations
@@ -189,7 +189,7 @@ def _run_spm(corpus, out, **kw): return pretrain_lm(corpus[0], out, valid=corpus
 
 def test_spm_var_bptt_resume_matches_uninterrupted(corpus, tmp_path):
     "SentencePiece Stage 1 with variable-length BPTT: the vocabulary is the model's, the bundle carries it, and a resumed run draws the same lengths"
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     from ulmfit_ext.subword import spm_vocab
     from ulmfit_ext.data import VarLenLMDataLoader
     ref = _run_spm(corpus, tmp_path/'ref')
@@ -208,7 +208,7 @@ def test_spm_var_bptt_resume_matches_uninterrupted(corpus, tmp_path):
 def test_spm_stage1_to_task_needs_no_remap(corpus, tmp_path, capsys):
     "The task's data built from the SentencePiece bundle have its vocabulary: every embedding row loads as pretrained, and the classifier shares it"
     import pandas as pd
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
     from ulmfit_ext.learner import lm_learner, clas_learner
     from ulmfit_ext.subword import SpmTokenizer
@@ -246,7 +246,7 @@ def no_outside(tmp_path, monkeypatch):
     monkeypatch.setattr(pt, 'fastai_path', lambda k: tmp_path/'fastai'/k)
     def offline(*a, **k): raise UlmfitError("Could not download fastai's WikiText-103 weights (URLError: offline)")
     monkeypatch.setattr(pt, 'wt103_files', offline)
-    monkeypatch.setattr('ulmfit_ext.io.shipped_models', {})   # as an installation without the package's own LMs
+    monkeypatch.setattr('ulmfit_ext.bundle.shipped_models', {})   # as an installation without the package's own LMs
 
 def _fake_bundle(folder):
     folder.mkdir(parents=True)
@@ -348,7 +348,7 @@ def test_interrupted_replacement_keeps_old_run_and_resumes(corpus, finished):
     assert json.loads((finished/'settings.json').read_text())['lr'] == 1e-2 and res.metrics['settings']['lr'] == 1e-2
     assert sorted(p.name for p in finished.iterdir()) == ['bundle', 'checkpoints', 'loss.png', 'metrics.json', 'settings.json']
     assert load_checkpoint(finished/'checkpoints')['epoch'] == 2
-    from ulmfit_ext.io import load_bundle
+    from ulmfit_ext.bundle import load_bundle
     assert load_bundle(finished/'bundle').provenance['metrics']['perplexity'] == res.perplexity
 
 def test_publication_killed_halfway_is_finished_next_time(corpus, finished, monkeypatch):

@@ -7,7 +7,7 @@ from fastai.callback.core import Callback
 from ulmfit_ext import cli
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.cli import main
-from ulmfit_ext.io import load_bundle
+from ulmfit_ext.bundle import load_bundle
 from ulmfit_ext.learner import _toy_df, tiny_cfg
 from ulmfit_ext.pipeline import stage2, stage3, checkpoints, load_stage_checkpoint
 from ulmfit_ext.pretrain import _toy_corpus

@@ -2,9 +2,9 @@
 import json, shutil
 from pathlib import Path
 import pandas as pd, pytest, torch
-import ulmfit_ext.io as uio
+import ulmfit_ext.bundle as ubundle
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.io import shipped_models, shipped_bundle, load_bundle, models_dir, verify_bundle
+from ulmfit_ext.bundle import shipped_models, shipped_bundle, load_bundle, models_dir, verify_bundle
 from ulmfit_ext.data import lm_dls
 from ulmfit_ext.learner import lm_learner, _toy_df
 
@@ -33,7 +33,7 @@ def test_an_edited_shipped_model_is_refused(tmp_path, monkeypatch):
     shutil.copytree(models_dir()/NAME, tmp_path/NAME)
     w = tmp_path/NAME/'fwd'/'weights.pth'
     w.write_bytes(w.read_bytes()[:-8] + b'\0' * 8)
-    monkeypatch.setattr(uio, 'models_dir', lambda: tmp_path)
+    monkeypatch.setattr(ubundle, 'models_dir', lambda: tmp_path)
     with pytest.raises(UlmfitError): shipped_bundle(NAME)
     shipped_bundle(NAME, backwards=True)   # the untouched twin still loads
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import SentencePieceTokenizer, Tokenizer, defaults, compose
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.data import lm_dls, clas_dls, tokenize_corpus, TokenIds
+from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
+from ulmfit_ext.tokens import tokenize_corpus
 from ulmfit_ext.subword import train_spm, spm_vocab, SpmTokenizer, spm_tokenizer
 
 FAST = dict(progress=False, n_workers=0)
@@ -101,7 +102,7 @@ def test_errors(tmp_path):
 def test_classifier_bundle_predicts_with_its_model(tmp_path):
     "A classifier trained on SentencePiece data is saved with spm.model and predicts raw text from the bundle alone"
     from ulmfit_ext.learner import clas_learner
-    from ulmfit_ext.io import save_classifier_bundle, load_bundle
+    from ulmfit_ext.bundle import save_classifier_bundle, load_bundle
     from ulmfit_ext.inference import predict_texts
     tkz = spm_tokenizer(toy_texts(300), vocab_sz=60, **TRAIN)
     df = pd.DataFrame({'text': toy_texts(40, seed=6), 'label': ['a', 'b']*20})

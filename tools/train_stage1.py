@@ -47,7 +47,7 @@ def train(a):
 def _secs(t:str) -> int: return sum(int(x) * 60**i for i, x in enumerate(reversed(t.split(':'))))
 
 def export(a):
-    from ulmfit_ext.io import load_bundle, save_bundle, build_model, bundle_digest, models_dir
+    from ulmfit_ext.bundle import load_bundle, save_bundle, build_model, bundle_digest, models_dir
     from ulmfit_ext.pretrain import word_perplexity
     from ulmfit_ext.core import dataset_path
     dest, digests, rows = models_dir()/a.name, {}, {}
@@ -68,7 +68,7 @@ def export(a):
                        valid=m['perplexity'], wt2=w, epochs=m['epochs'], tokens=m['data']['train_tokens'], hours=sum(_secs(e['time']) for e in m['epochs']) / 3600)
     (dest/'MODEL_CARD.md').write_text(card(a.name, rows, man, digests, b))
     print(json.dumps(digests, indent=1))
-    print(f"Pin these in nbs/04_io.ipynb: shipped_models[{a.name!r}] = dict(fwd=..., bwd=...)")
+    print(f"Pin these in nbs/04a_bundle.ipynb: shipped_models[{a.name!r}] = dict(fwd=..., bwd=...)")
 
 def card(name, rows, man, digests, b) -> str:
     c = b.config['awd_lstm']
@@ -85,7 +85,7 @@ The package's own general-English Stage-1 language models: the offline default o
 - **Training**: `python tools/train_stage1.py train --direction fwd` and `--direction bwd`, one CPU core each, recipe `{json.dumps(RECIPE)}` (slanted triangular LR, gradient clipping 0.3, Adam β 0.7/0.99), resumable per epoch.
 - **The runs exported**: their own `settings.json`, as `pretrain_lm` recorded them:
 {settings}
-- **Digests** (sha256 of each bundle's provenance.json, pinned in `ulmfit_ext.io.shipped_models`): fwd `{digests['fwd']}`, bwd `{digests['bwd']}`.
+- **Digests** (sha256 of each bundle's provenance.json, pinned in `ulmfit_ext.bundle.shipped_models`): fwd `{digests['fwd']}`, bwd `{digests['bwd']}`.
 
 ## Data
 `ulmfit build-corpus --shippable`: clean, deduplicated paragraphs; 2 % held out by paragraph hash.

@@ -154,7 +154,7 @@ def _find_bundle(path, inside=('bundle',), what:str='model') -> Path:
 
 def _read_csv(path, encoding=None, **kwargs):
     "The CSV `path` as a DataFrame, read as the library reads it: a folder, binary data, a bad --encoding or a broken CSV is a one-line error"
-    return _lib('data')._read_df(path, encoding, **kwargs)
+    return _lib('tokens')._read_df(path, encoding, **kwargs)
 
 def _read_texts(path, text_col:str, encoding:str=None) -> list:
     "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file (utf-8, else latin-1, unless `encoding`)"
@@ -165,7 +165,7 @@ def _read_texts(path, text_col:str, encoding:str=None) -> list:
     if p.is_dir(): raise UlmfitError(f"The input file {p} is a folder: pass a CSV with a --text-col column, or a text file with one text per line.")
     try: codecs.lookup(encoding or 'utf-8')
     except LookupError: raise UlmfitError(f"--encoding {encoding} is not an encoding Python knows: use e.g. utf-8, latin-1 or cp1252.") from None
-    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('data')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
+    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('readers')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
     if not texts: raise UlmfitError(f"{p} holds no text: put one text on each line, or pass a CSV with a --text-col column.")
     return texts
 
@@ -233,7 +233,7 @@ def _stage_lm(lm, sha256) -> Path:
     p = _input(lm, 'The language model')
     cands = [c for c in (p, p/'encoder', p/'bundle') if (c/'config.json').is_file()]
     if not cands: return _find_bundle(lm, ('encoder', 'bundle'), 'language model')   # the usual message
-    got = {c: _lib('io').bundle_digest(c) for c in cands}
+    got = {c: _lib('bundle').bundle_digest(c) for c in cands}
     for c, d in got.items():
         if d == sha256: return c
     raise UlmfitError(f"The language model {p} is not the one expected: --expect-sha256 is {sha256}, but "
@@ -307,13 +307,13 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
         _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)
-    print(f"bundle sha256 {_lib('io').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
+    print(f"bundle sha256 {_lib('bundle').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
     return res.metrics
 
 # %% ../nbs/09_cli.ipynb #fe18ec6c
 def _default_stage1(pretrained, *sizes):
     "What `finetune-lm --pretrained` means: the shipped LM when it is not given, None for 'none'; sizes only with random weights"
-    shipped = _lib('io').shipped_models
+    shipped = _lib('bundle').shipped_models
     if isinstance(pretrained, str) and pretrained.lower() == 'none': return None
     if pretrained is not None: return pretrained
     if any(s is not None for s in sizes):
@@ -326,7 +326,7 @@ def _default_stage1(pretrained, *sizes):
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
                        out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
                        text_col:str='text', # Text column of a CSV
-                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.io.shipped_models`, 'ulmfit-en'), random weights only where none is installed
+                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.bundle.shipped_models`, 'ulmfit-en'), random weights only where none is installed
                        epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
                        lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
                        patience:int=None, # Early stopping: epochs without a lower validation loss (0: never); default a fifth of an automatic budget, at least 3
@@ -358,7 +358,7 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     sha = _digest(expect_sha256)
     pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
     if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
-    if pretrained not in (None, 'wt103') and pretrained not in _lib('io').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
+    if pretrained not in (None, 'wt103') and pretrained not in _lib('bundle').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
         d = 'bwd' if backwards else 'fwd'
         pretrained = _find_bundle(pretrained, (d, f'{d}/bundle', 'bundle'), 'pretrained language model')
     run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,

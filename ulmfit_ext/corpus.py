@@ -11,7 +11,8 @@ from pathlib import Path
 from fastcore.basics import ifnone
 from fastprogress.fastprogress import progress_bar
 from .core import UlmfitError, check_dest, check_range, dataset_path, sha256_file, versions
-from .data import TextCorpus, _read_df, _check_cols, _split_long
+from .readers import TextCorpus
+from .tokens import _read_df, _check_cols, _split_long
 
 # %% auto #0
 __all__ = ['corpus_sources', 'eval_only', 'CORPUS_FORMAT', 'split_paragraph', 'paragraphs', 'strip_gutenberg', 'brown_text',

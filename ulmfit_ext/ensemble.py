@@ -7,8 +7,9 @@ from __future__ import annotations
 import json, time
 from fastai.text.all import *
 from .core import UlmfitError, atomic_path, check_dest
-from .data import _read_df, _check_cols, _targets
-from .io import bundle_digest
+from .tokens import _read_df, _check_cols
+from .data import _targets
+from .bundle import bundle_digest
 from .tasks import choose_threshold
 from .inference import BiClassifier, predict_probs, model_task, ensemble_digest, _resolve, _predictors, _ensemble_meta
 from .pipeline import StageRun, stage3, task_report, task_figure, save_figure, run_outputs, check_outputs, _lm_source

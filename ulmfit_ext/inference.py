@@ -16,8 +16,9 @@ from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from torch.nn.utils.rnn import pad_sequence
 from .core import UlmfitError, check_range, check_args, check_dest, atomic_dir
-from .data import TokenIds, lm_dls, clas_dls, _tok_texts
-from .io import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
+from .data import TokenIds, lm_dls, clas_dls
+from .tokens import _tok_texts
+from .bundle import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
 
 # %% auto #0
 __all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task',

@@ -8,7 +8,7 @@ import difflib, inspect, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, check_int, available_memory
 from .splitters import lm_splitter, clas_splitter
-from .io import resolve_pretrained
+from .bundle import resolve_pretrained
 from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
 from .tasks import task_of, train_targets, task_metrics, task_loss, class_weights as _class_weights, auto_monitor, auto_y_range, choose_threshold
 from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
@@ -136,9 +136,9 @@ def _load_pretrained_lm(learn, pretrained, path, backwards):
     "Load published or bundled LM weights into `learn`, remapped to its vocabulary"
     is_bundle = isinstance(pretrained, (str, Path)) and pretrained != 'wt103' and Path(pretrained).is_dir()
     if pretrained != 'wt103' and not is_bundle: raise UlmfitError(f"`pretrained`={pretrained!r} is neither 'wt103' nor a bundle directory. Pass pretrained='wt103', the path of a bundle saved with `save_lm_bundle`, or None.")
-    from ulmfit_ext import io
+    from ulmfit_ext import bundle
     src = Path(pretrained) if is_bundle else 'wt103'
-    return io.load_pretrained_lm(learn, source=src, backwards=backwards, path=path, freeze=False)
+    return bundle.load_pretrained_lm(learn, source=src, backwards=backwards, path=path, freeze=False)
 
 # %% ../nbs/05_learner.ipynb #e162d245
 def _read_config(folder) -> dict:
@@ -275,10 +275,10 @@ def _attach_encoder(learn, encoder, vocab):
         return 'LM learner'
     p = Path(encoder)
     if p.is_dir():
-        from ulmfit_ext import io
-        b = io.load_bundle(p)
+        from ulmfit_ext import bundle, weights
+        b = bundle.load_bundle(p)
         _check_vocab(vocab, b.vocab, f'bundle {p}')
-        _copy_encoder(learn.model, io.encoder_state(b.state_dict), f'bundle {p}')
+        _copy_encoder(learn.model, weights.encoder_state(b.state_dict), f'bundle {p}')
         return str(p)
     if not p.exists(): raise UlmfitError(f"Encoder file {p} does not exist. Save one with `learn.save_encoder(name)` or `save_encoder_bundle`.")
     state = torch.load(p, map_location='cpu', weights_only=True)
@@ -303,7 +303,7 @@ def _encoder_sizes(encoder) -> dict:
     p = Path(encoder)
     if p.is_dir(): return _bundle_sizes(p)
     if p.is_file():
-        from ulmfit_ext.io import infer_config
+        from ulmfit_ext.weights import infer_config
         try: cfg = infer_config(torch.load(p, map_location='cpu', weights_only=True))
         except Exception: return {}   # `_attach_encoder` reports what is wrong with the file
         return {k: cfg[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in cfg}

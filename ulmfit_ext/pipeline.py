@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib, json, shutil, time, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file, load_opt_state
-from .data import lm_dls, clas_dls, _read_df, _check_cols
-from .io import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
+from .data import lm_dls, clas_dls
+from .tokens import _read_df, _check_cols
+from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
 from .auto import FitReport, BestEpoch, auto_bs
 from .schedules import GroupLRRecorder
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of, _task

@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file, load_opt_state
 from .core import deterministic as _deterministic
-from .data import TokenStore, VarLenLMDataLoader, tokenize_corpus, _random_valid, _build_vocab, _text_tfms, _unwrap_tok, _check_streams
+from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
+from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _text_tfms, _check_streams
 from .subword import spm_tokenizer
-from .io import save_lm_bundle, wt103_files, _is_bundle
+from .bundle import save_lm_bundle, _is_bundle
+from .weights import wt103_files
 from .learner import lm_learner
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
@@ -102,7 +104,7 @@ def word_perplexity(lm, # An LM bundle folder, a name of `io.shipped_models`, or
                     bptt:int=70, # Tokens per forward call
                    ) -> dict: # perplexity (per word), tokens_per_word, n_words, n_tokens
     "Perplexity per word of the text in `path` under the language model `lm`, comparable across tokenizers (word or SentencePiece)"
-    from ulmfit_ext.io import Bundle, load_bundle, resolve_pretrained
+    from ulmfit_ext.bundle import Bundle, load_bundle, resolve_pretrained
     b = lm if isinstance(lm, Bundle) else load_bundle(resolve_pretrained(lm), kinds=('lm',))
     m, t = b.build_model().eval(), b.build_tokenizer()
     tok = Tokenizer(t.tok, rules=[*ifnone(rules, [fix_wikitext]), *t.rules], sep=t.sep)
@@ -479,7 +481,7 @@ def _named_bundle(bundle):
 
 def _shipped(backwards, shipped):
     "(b) The package's own pretrained LM (`io.shipped_models`), or the reason it is not used"
-    from ulmfit_ext.io import shipped_models, shipped_bundle
+    from ulmfit_ext.bundle import shipped_models, shipped_bundle
     if not shipped: return "the package's own pretrained LMs are off (`shipped=False`)"
     if not shipped_models: return "this installation ships no pretrained LM"
     name = next(iter(shipped_models))

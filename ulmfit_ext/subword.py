@@ -8,7 +8,8 @@ import json, os, shutil, tempfile
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from .core import UlmfitError, cache_dir, check_range
-from .data import TextCorpus, TokenStore, _as_source, _source_key, _split_long, _fn_name, _version
+from .readers import TextCorpus
+from .tokens import TokenStore, _as_source, _source_key, _split_long, _fn_name, _version
 
 # %% auto #0
 __all__ = ['train_spm', 'spm_vocab', 'SpmTokenizer', 'spm_tokenizer']
