@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_bundle.ipynb #0b0af73a
 from __future__ import annotations
-import json, os, pickle, re, shutil, tempfile, urllib.request, uuid, zipfile
+import importlib, json, os, pickle, re, shutil, tempfile, urllib.request, uuid, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from fastai.text.all import *
@@ -13,10 +13,10 @@ from .weights import (normalize_keys, sd_kind, infer_config, check_compatible, R
                                 load_encoder_weights, remap_embeddings, read_itos, read_weights, wt103_files)
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'shipped_models', 'load_pretrained_lm', 'model_kind', 'model_config', 'build_model',
-           'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest', 'verify_bundle', 'Bundle',
-           'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained', 'save_lm_bundle', 'save_encoder_bundle',
-           'save_classifier_bundle', 'load_legacy']
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'bundle_archs', 'shipped_models', 'load_pretrained_lm', 'model_kind',
+           'model_config', 'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest',
+           'verify_bundle', 'Bundle', 'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained',
+           'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
 
 # %% ../nbs/04a_bundle.ipynb #79e09314
 _SP_TOKS = ('SentencePieceTokenizer', 'SpmTokenizer')
@@ -217,6 +217,10 @@ def _write_files(d, model, vocab, cfg, tokenizer, metrics, data_desc):
     if spec is not None: _dump_json(d/'tokenizer.json', spec)
     spm = _sp_model_file(tokenizer.tok if isinstance(tokenizer, Tokenizer) else tokenizer) if spec and spec['tokenizer'] in _SP_TOKS else None
     if spm: shutil.copyfile(spm, d/'spm.model')
+    _write_provenance(d, metrics, data_desc)
+
+def _write_provenance(d, metrics, data_desc):
+    "Write provenance.json into the bundle folder `d`: versions, time, data, metrics and the sha256 of every file already there"
     files = {f.name: sha256_file(f) for f in sorted(d.iterdir())}
     _dump_json(d/'provenance.json', dict(versions=versions(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                                          data=data_desc, metrics=metrics, files=files))
@@ -340,6 +344,14 @@ def _check_fields(path, cfg, vocab, sd):
     check_compatible(infer_config(sd), want, what=f'{path/"weights.pth"}', other='config.json',
                      fix="the bundle was edited or put together from different models: save it again with `save_bundle`")
 
+bundle_archs = {'transformer': 'ulmfit_ext.transformer.load_transformer_bundle'}   # config.json's `arch` -> the loader of that kind of bundle (AWD-LSTM bundles have none)
+
+def _arch_bundle(path, cfg, prov):
+    "The bundle of another architecture than AWD-LSTM, read by its loader in `bundle_archs`"
+    if cfg['arch'] not in bundle_archs: raise UlmfitError(f"{path/'config.json'} names an architecture {cfg['arch']!r} this version of ulmfit_ext cannot read ({', '.join(bundle_archs)}): upgrade ulmfit_ext.")
+    mod, fn = bundle_archs[cfg['arch']].rsplit('.', 1)
+    return getattr(importlib.import_module(mod), fn)(path, cfg, prov)
+
 _KIND_NAMES = dict(lm='language model', encoder='encoder', classifier='classifier')
 
 def load_bundle(path, # A folder written by `save_bundle`
@@ -352,6 +364,7 @@ def load_bundle(path, # A folder written by `save_bundle`
     cfg, vocab = _read_json(path/'config.json'), _read_json(path/'vocab.json')
     if kinds is not None and cfg.get('kind') not in kinds:
         raise UlmfitError(f"The bundle {path} holds a {_KIND_NAMES.get(cfg.get('kind'), cfg.get('kind'))}, but a {' or '.join(_KIND_NAMES.get(k, k) for k in kinds)} bundle is needed here.")
+    if cfg.get('arch') is not None: return _arch_bundle(path, cfg, prov)
     tok = _read_json(path/'tokenizer.json') if (path/'tokenizer.json').exists() else None
     sd = read_weights(path/'weights.pth')
     if cfg.get('weights_dtype') == 'float16': sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}   # stored half, used as float32

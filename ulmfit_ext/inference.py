@@ -141,6 +141,7 @@ def numericalize(self:Predictor, toks:list) -> Tensor:
 # %% ../nbs/06_inference.ipynb #c3318c17
 def _from_learner(learn, tokenizer=None):
     "A `Predictor` over the model and `DataLoaders` of `learn`"
+    if getattr(learn, 'backbone', None) is not None: return _arch_predictor(learn, tokenizer)
     vocab, labels = _vocab_labels(learn.dls)
     tok, post = (tokenizer, None) if tokenizer is not None else _dls_tokenizer(learn.dls)
     task = None if isinstance(learn, LMLearner) else (getattr(learn, 'task', None) or task_of(learn.dls))
@@ -148,8 +149,15 @@ def _from_learner(learn, tokenizer=None):
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
     return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind, task=task)
 
+def _arch_predictor(obj, tokenizer):
+    "The predictor of a learner or bundle of another architecture than AWD-LSTM (a transformer: `transformer.TransformerPredictor`)"
+    if tokenizer is not None: raise UlmfitError("`tokenizer=` replaces the fastai tokenizer of an AWD-LSTM model; a transformer model always uses its own: leave it out.")
+    from ulmfit_ext.transformer import transformer_predictor
+    return transformer_predictor(obj)
+
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
+    if b.config.get('arch') is not None: return _arch_predictor(b, tokenizer)
     if b.kind == 'encoder': raise UlmfitError(f"{b.path} holds only an encoder; predictions need a classifier or language-model bundle.")
     tok = tokenizer if tokenizer is not None else (b.build_tokenizer() if b.tokenizer_spec else None)
     return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind, task=b.task)
@@ -337,7 +345,7 @@ def _map_batches(p0:Predictor, items:list, fn, width:int, bs=64, chunk_size=4096
     "`fn(ids)` (a `len(ids)` × `width` array) of the strings `items`, tokenized by `p0` a chunk at a time and batched by length, rows in input order"
     out = np.zeros((len(items), width), dtype=np.float32)
     chunks = list(_chunks(len(items), chunk_size))
-    if n_workers and len(items) > _PIECE:
+    if n_workers and len(items) > _PIECE and getattr(p0, 'parallel_tokenize', True):
         if p0.tokenizer is None: p0.tokenize([])   # the error that names the missing tokenizer
         spans = [[(a, min(a+_PIECE, e)) for a in range(s, e, _PIECE)] for s,e in chunks]
         pieces = _worker_ids_in_order(_TextIds(p0, max_tokens, keep), items, [sp for c in spans for sp in c], n_workers, -(-chunk_size // _PIECE))

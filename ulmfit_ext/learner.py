@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_learner.ipynb #6d87a1df
 from __future__ import annotations
-import difflib, inspect, warnings
+import difflib, importlib, inspect, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, check_int, available_memory
 from .splitters import lm_splitter, clas_splitter
@@ -14,8 +14,8 @@ from .tasks import task_of, train_targets, task_metrics, task_loss, class_weight
 from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
 # %% auto #0
-__all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'tiny_cfg', 'lm_variants', 'clas_variants', 'ulmfit_opt',
-           'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
+__all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'tiny_cfg', 'clas_archs', 'lm_variants', 'clas_variants',
+           'ulmfit_opt', 'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
 
 # %% ../nbs/05_learner.ipynb #31c97c43
 ulmfit_lm_config = dict(awd_lstm_lm_config)
@@ -221,10 +221,18 @@ def _task_loss(dls, task:dict, loss_func, class_weights, label_smoothing, loss):
     return task_loss(task['type'], w, label_smoothing, loss)
 
 # %% ../nbs/05_learner.ipynb #0bf34ad9
+clas_archs = {'transformer': 'ulmfit_ext.transformer.transformer_learner'}   # `clas_learner(arch=name)` -> the learner factory of that encoder (fastai's `AWD_LSTM` is built here)
+
+def _arch_learner(arch):
+    "The learner factory `clas_archs` names for `arch`"
+    if arch not in clas_archs: raise UlmfitError(f"arch={arch!r} is not known: pass fastai's AWD_LSTM or one of {', '.join(map(repr, clas_archs))}.")
+    mod, fn = clas_archs[arch].rsplit('.', 1)
+    return getattr(importlib.import_module(mod), fn)
+
 @delegates(Learner.__init__)
 def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary is the encoder's
                  encoder=None, # A fine-tuned `LMLearner`, an encoder `.pth` file, a bundle directory, or None (from scratch)
-                 arch=AWD_LSTM, # Encoder architecture (fastai's `AWD_LSTM`)
+                 arch=AWD_LSTM, # Encoder architecture: fastai's `AWD_LSTM`, or a name of `clas_archs` ('transformer'; chosen by itself for `hf_clas_dls` DataLoaders)
                  config:dict=None, # Changes to `ulmfit_clas_config`; the sizes default to the encoder's
                  drop_mult:float=None, # Multiplier for every dropout probability; `None`: `auto_drop_mult` of the hidden size (1 at the paper's size)
                  n_out:int=None, # Number of outputs; default: the number of classes in `dls`
@@ -245,6 +253,12 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
                  **kwargs
                 ) -> TextLearner:
     "An AWD-LSTM classifier (or regression) learner (concat pooling, 50-unit head) on an encoder from Stage 2, a file, or nothing; the loss and metrics fit the task of `dls`"
+    if arch is AWD_LSTM and getattr(dls, 'backbone', None) is not None: arch = 'transformer'
+    if isinstance(arch, str):
+        if encoder is not None or drop_mult is not None or config is not None:
+            raise UlmfitError(f"`encoder`, `config` and `drop_mult` are for the AWD-LSTM; arch={arch!r} brings its own pretrained weights and sizes: leave them out.")
+        return _arch_learner(arch)(dls, n_out=n_out, lin_ftrs=lin_ftrs, ps=ps, y_range=y_range, opt_func=opt_func, moms=moms, metrics=metrics,
+                                   class_weights=class_weights, label_smoothing=label_smoothing, loss=loss, **kwargs)
     check_args(n_out=n_out)
     if pretrained is True: raise UlmfitError("`pretrained=True` is fastai's way to load WikiText-103 into the classifier; here the encoder comes from Stage 2: pass `encoder=` (an LM learner, an encoder file or a bundle).")
     if pretrained is False and encoder is not None: raise UlmfitError("`pretrained=False` asks for a classifier without a pretrained encoder, but `encoder=` was given: pass one or the other.")
@@ -431,7 +445,7 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
                      n_epoch:int=None, # Epochs; `None`: `clas_epochs` of the data (about 1,500 steps), with early stopping
                      lr=None, # Rate of the top group; `None`: `head_lr` (lr_find on the head); 'paper': the paper's rate for `variant`
                      variant:str='ulmfit', # A row of Table 7 (see `clas_variants`)
-                     factor:float=2.6, # Discriminative factor between adjacent groups
+                     factor:float=None, # Discriminative factor between adjacent groups; `None`: the paper's 2.6 (a transformer backbone's: its `discr_factor`)
                      schedule:str='paper', # Gradual unfreezing: 'paper' (one STLR over the run) or 'scripts' (STLR restarted per stage)
                      cut_frac:float=0.1, # STLR: fraction of iterations spent increasing the LR
                      ratio:float=32, # STLR: how much smaller the lowest LR is than the peak
@@ -443,6 +457,7 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
                     ) -> TextLearner:
     "Stage 3: fine-tune the classifier with gradual unfreezing, discriminative LRs and STLR (or an ablation variant), keeping the best epoch"
     v = _variant(clas_variants, variant, 'classifier')
+    factor = ifnone(factor, getattr(learn, 'discr_factor', 2.6))
     if n_epoch is not None: check_range('n_epoch', n_epoch, lo=1)
     _check_scratch(learn, variant)
     n_groups = _n_groups(learn)

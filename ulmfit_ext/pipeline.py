@@ -176,8 +176,22 @@ def _lm_source(lm, sha256=None):
     bundle = load_bundle(b, sha256=sha256, kinds=('lm', 'encoder'))
     return b, bundle, bool(bundle.config.get('backwards'))
 
+def _lib_transformer():
+    "The transformer module, imported when a transformer backbone is asked for (it imports Hugging Face `transformers`)"
+    from ulmfit_ext import transformer
+    return transformer
+
+def _check_backbone_args(lm, variant, drop_mult, bptt, sha256):
+    "Refuse, with a transformer backbone, the arguments that belong to the AWD-LSTM path"
+    if lm is not None: raise UlmfitError("A transformer backbone is fine-tuned from its own pretrained weights, with no Stage-2 LM here (all-MiniLM-L6-v2 ships without an LM head): leave out the LM (`lm=None`), or use backbone='awd-lstm'.")
+    if variant == 'scratch': raise UlmfitError("Variant 'scratch' trains an AWD-LSTM from random weights; with a transformer backbone choose another variant of Table 7.")
+    if drop_mult is not None: raise UlmfitError("`drop_mult` scales the AWD-LSTM's dropouts; a transformer backbone keeps its own (0.1): leave it out.")
+    if bptt != 70: raise UlmfitError("`bptt` is the AWD-LSTM's BPT3C chunk length; a transformer backbone reads up to its max_len tokens (head and tail of a longer text): leave it out.")
+    if sha256 is not None: raise UlmfitError("`sha256` pins the LM bundle, and a transformer backbone has none: leave it out.")
+
 def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label column
-           lm, # The fine-tuned LM: a `stage2` result, an LM learner, or a folder (`stage2`'s output, an LM or encoder bundle)
+           lm=None, # The fine-tuned LM: a `stage2` result, an LM learner, or a folder (`stage2`'s output, an LM or encoder bundle); `None` with a transformer `backbone`
+           backbone:str='awd-lstm', # 'awd-lstm' (the encoder of `lm`), or a transformer: a name of `transformer.backbones` ('minilm') or a local Hugging Face folder
            text_col:str='text', # Text column
            label_col:str='label', # Label column (a list of 0/1 columns, one per label: multi-label)
            label_delim:str=None, # Separator of several labels in one cell: a multi-label classifier
@@ -215,8 +229,11 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
                       labels_per_class=labels_per_class)
     check_choice('variant', variant, clas_variants, hint="It is a row of the paper's Table 7.")
     check_choice('schedule', schedule, ('paper', 'scripts'), hint="Gradual unfreezing: 'paper' (one schedule) or 'scripts' (the authors' restarts).")
-    enc, vocab, bw = _lm_source(lm, sha256)
-    settings = dict(stage=3, data=_desc(data), lm=str(enc) if not isinstance(enc, Learner) else 'LM learner', epochs=epochs, lr=lr, drop_mult=drop_mult,
+    awd = backbone == 'awd-lstm'
+    if not awd: _check_backbone_args(lm, variant, drop_mult, bptt, sha256)
+    elif lm is None: raise UlmfitError("Stage 3 on the AWD-LSTM needs the fine-tuned LM: pass `lm=` (a `stage2` result or its folder), or a transformer `backbone=` such as 'minilm'.")
+    enc, vocab, bw = _lm_source(lm, sha256) if awd else (None, None, False)
+    settings = dict(stage=3, data=_desc(data), backbone=str(backbone), lm=str(enc) if not isinstance(enc, Learner) else 'LM learner', epochs=epochs, lr=lr, drop_mult=drop_mult,
                     variant=variant, schedule=schedule, paper=paper, patience=patience, keep=keep, bs=bs, bptt=bptt, valid_col=valid_col,
                     valid_pct=valid_pct, seed=seed, backwards=bw, label_delim=label_delim, regression=regression, monitor=monitor,
                     class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss, labels_per_class=labels_per_class)
@@ -229,17 +246,19 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
     if ck is not None and lr is None: lr = ck['report']['lr']   # the rate the finder chose before the interruption (its curve is restored too)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
-        dls = clas_dls(data, text_col, label_col, vocab=vocab, valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 8), bptt=bptt, backwards=bw,
-                       seed=seed, encoding=encoding, progress=progress, label_delim=label_delim, regression=regression)
+        tkw = dict(valid_col=valid_col, valid_pct=valid_pct, bs=ifnone(bs, 8), seed=seed, encoding=encoding, label_delim=label_delim, regression=regression)
+        if awd: dls = clas_dls(data, text_col, label_col, vocab=vocab, bptt=bptt, backwards=bw, progress=progress, **tkw)
+        else: dls = _lib_transformer().hf_clas_dls(data, text_col, label_col, backbone=backbone, **tkw)
         if bs is None: dls.train.bs, dls.valid.bs = auto_bs(len(dls.train_ds)), 64   # built at `auto_bs`'s smallest (no training set is refused for it), then set
+        hkw = dict(class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss)
         scratch = variant == 'scratch'
-        learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt,
-                             class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss)
+        if awd: learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt, **hkw)
+        else: learn = _lib_transformer().transformer_learner(dls, **hkw)
         learn = _quiet(learn, progress)
         learn.add_cb(LossHistory())
         ckcb = _checkpointer(checkpoint_dir, key, ck)
         train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
-    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
+    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid if awd else None, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
     return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #9a22c790
@@ -539,13 +558,19 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
         ) -> dict: # The metrics written to metrics.json
     "Write the run's bundles, plots and metrics.json into `out`, each file atomically; metrics.json comes last, so its presence means the run is complete; then the run's checkpoints go"
     out, t0 = check_outputs(out, self.kind, overwrite), time.time() - 1
-    m, i, learn = self.metrics(), _dls_info(self.learn.dls), self.learn
+    m, learn = self.metrics(), self.learn
     pre = 'lm_' if self.kind == 'lm' else ''
-    kw = dict(tokenizer=i['tokenizer'], backwards=i['backwards'], metrics={k: v for k, v in m.items() if not isinstance(v, (dict, list))},
-              data_desc=self.settings.get('data'), overwrite=overwrite)
-    if self.kind == 'lm':
-        for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'], **kw)
-    else: save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=m['labels'], task=m['task'], **kw)
+    kw = dict(metrics={k: v for k, v in m.items() if not isinstance(v, (dict, list))}, data_desc=self.settings.get('data'), overwrite=overwrite)
+    if getattr(learn, 'backbone', None) is not None:
+        from ulmfit_ext.transformer import save_transformer_bundle
+        save_transformer_bundle(learn, out/'bundle', labels=m['labels'], **kw)
+    elif self.kind == 'lm':
+        i = _dls_info(learn.dls)
+        for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'],
+                                                    tokenizer=i['tokenizer'], backwards=i['backwards'], **kw)
+    else:
+        i = _dls_info(learn.dls)
+        save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=m['labels'], task=m['task'], tokenizer=i['tokenizer'], backwards=i['backwards'], **kw)
     m['bundle_sha256'] = bundle_digest(out/'bundle')
     if self.kind == 'lm': m['encoder_sha256'] = bundle_digest(out/'encoder')
     if self.resumed: m['resumed_after'] = self.resumed
