@@ -15,7 +15,7 @@ from .weights import (normalize_keys, sd_kind, infer_config, check_compatible, R
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'bundle_archs', 'shipped_models', 'load_pretrained_lm', 'model_kind',
            'model_config', 'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest',
-           'verify_bundle', 'Bundle', 'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained',
+           'verify_bundle', 'Bundle', 'other_arch', 'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained',
            'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
 
 # %% ../nbs/04a_bundle.ipynb #79e09314
@@ -346,9 +346,13 @@ def _check_fields(path, cfg, vocab, sd):
 
 bundle_archs = {'transformer': 'ulmfit_ext.transformer.load_transformer_bundle'}   # config.json's `arch` -> the loader of that kind of bundle (AWD-LSTM bundles have none)
 
+def other_arch(cfg:dict) -> bool:
+    "Does the bundle config `cfg` describe another architecture than fastai's AWD-LSTM (whose bundles say `arch='AWD_LSTM'`)?"
+    return cfg.get('arch', 'AWD_LSTM') != 'AWD_LSTM'
+
 def _arch_bundle(path, cfg, prov):
     "The bundle of another architecture than AWD-LSTM, read by its loader in `bundle_archs`"
-    if cfg['arch'] not in bundle_archs: raise UlmfitError(f"{path/'config.json'} names an architecture {cfg['arch']!r} this version of ulmfit_ext cannot read ({', '.join(bundle_archs)}): upgrade ulmfit_ext.")
+    if cfg['arch'] not in bundle_archs: raise UlmfitError(f"{path/'config.json'} names an architecture {cfg['arch']!r} this version of ulmfit_ext cannot read (it reads {', '.join(['AWD_LSTM', *bundle_archs])}): upgrade ulmfit_ext.")
     mod, fn = bundle_archs[cfg['arch']].rsplit('.', 1)
     return getattr(importlib.import_module(mod), fn)(path, cfg, prov)
 
@@ -364,7 +368,7 @@ def load_bundle(path, # A folder written by `save_bundle`
     cfg, vocab = _read_json(path/'config.json'), _read_json(path/'vocab.json')
     if kinds is not None and cfg.get('kind') not in kinds:
         raise UlmfitError(f"The bundle {path} holds a {_KIND_NAMES.get(cfg.get('kind'), cfg.get('kind'))}, but a {' or '.join(_KIND_NAMES.get(k, k) for k in kinds)} bundle is needed here.")
-    if cfg.get('arch') is not None: return _arch_bundle(path, cfg, prov)
+    if other_arch(cfg): return _arch_bundle(path, cfg, prov)
     tok = _read_json(path/'tokenizer.json') if (path/'tokenizer.json').exists() else None
     sd = read_weights(path/'weights.pth')
     if cfg.get('weights_dtype') == 'float16': sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}   # stored half, used as float32

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from .core import UlmfitError, check_range, check_args, check_dest, atomic_dir
 from .data import TokenIds, lm_dls, clas_dls
 from .tokens import _tok_texts
-from .bundle import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, _check_digest
+from .bundle import Bundle, load_bundle, save_bundle, tokenizer_spec, bundle_digest, other_arch, _check_digest
 
 # %% auto #0
 __all__ = ['ENSEMBLE_FORMAT', 'ENSEMBLE_VERSION', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task',
@@ -157,7 +157,7 @@ def _arch_predictor(obj, tokenizer):
 
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
-    if b.config.get('arch') is not None: return _arch_predictor(b, tokenizer)
+    if other_arch(b.config): return _arch_predictor(b, tokenizer)
     if b.kind == 'encoder': raise UlmfitError(f"{b.path} holds only an encoder; predictions need a classifier or language-model bundle.")
     tok = tokenizer if tokenizer is not None else (b.build_tokenizer() if b.tokenizer_spec else None)
     return Predictor(b.build_model(), b.vocab, b.labels, tok, None, bool(b.config.get('backwards')), source=str(b.path), kind=b.kind, task=b.task)
