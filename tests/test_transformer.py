@@ -184,3 +184,17 @@ def test_serve_a_transformer_bundle(tiny):
     want = predict_probs(b, texts, progress=False)
     got = np.array([[p['probs'][k] for k in res['classes']] for p in res['predictions']])
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+def test_embed_and_explain(tiny):
+    from ulmfit_ext.embed import embed_texts
+    from ulmfit_ext.explain import explain_texts
+    learn = transformer_learner(_dls(tiny))
+    b = save_transformer_bundle(learn, tiny['dir']/'emb')
+    texts = tiny['df'].text.tolist()[:20]
+    e = embed_texts(b, texts, progress=False, bs=6)
+    ids = torch.tensor(encode_texts(learn.dls.hf_tokenizer, texts[:1], max_len=64))
+    with torch.no_grad(): want = learn.model.eval().pool(ids).numpy()
+    assert e.shape == (20, 16) and np.allclose(e[0], want[0], atol=1e-5)   # the mean-pooled vector the head reads, rows in input order
+    with pytest.raises(UlmfitError, match="pass pool='mean'"): embed_texts(b, texts, pool='last')
+    pytest.importorskip('captum')
+    with pytest.raises(UlmfitError, match='not supported by `explain_texts`'): explain_texts(b, texts[:2])

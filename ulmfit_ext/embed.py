@@ -38,6 +38,11 @@ def embed_of(self:Predictor, ids:list, pool:str='concat') -> np.ndarray:
         s = POOLS[pool]
         return v[:, s.start*h:s.stop*h].float().cpu().numpy()
 
+@patch
+def embed_width(self:Predictor, pool:str='concat') -> int:
+    "Columns of `embed_of` for `pool`: the encoder's last-layer size, three times for 'concat'"
+    return _enc_parts(self)[0].emb_sz * (POOLS[pool].stop - POOLS[pool].start)
+
 # %% ../nbs/06b_embed.ipynb #7dc5e47e
 def _embedders(model, tokenizer=None, sha256=None) -> list:
     "The `Predictor`s whose vectors make up an embedding of `model`: one, or a pair's forward and backward"
@@ -68,7 +73,7 @@ def embed_texts(model, # Classifier or LM `Learner`; classifier, LM or encoder b
     check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end, n_workers=n_workers)
     ps = _embedders(model, tokenizer, sha256)
     items, index = _as_list(texts, text_col)
-    width = sum(_enc_parts(p)[0].emb_sz for p in ps) * (POOLS[pool].stop - POOLS[pool].start)
+    width = sum(p.embed_width(pool) for p in ps)
     fn = lambda ids: np.concatenate([p.embed_of(ids, pool) for p in ps], 1)
     return _map_batches(ps[0], _check_texts(items, index), fn, width, bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens,
                         keep=keep_end, n_workers=n_workers or 0)

@@ -124,6 +124,10 @@ def _member_scores(p:Predictor, ids:Tensor, col:int, task:dict, baseline:str, n_
     return (s[::-1].copy() if p.backwards else s), v, v0, float(delta.abs().max())
 
 # %% ../nbs/06c_explain.ipynb #ebc638c9
+def _other_arch_model(model) -> bool:
+    "Is `model` something else than fastai's AWD-LSTM classifier (a `SequentialRNN` of encoder and head), e.g. a transformer?"
+    return not isinstance(model, nn.Sequential)
+
 def explain_texts(model, # Classifier `Learner`, bundle or its folder, `Predictor`, `BiClassifier` or ensemble folder
                   texts, # A list of strings, a pandas Series, or a DataFrame (with `text_col`)
                   target=None, # The class (or label) to explain, by name or index; `None`: each text's predicted one
@@ -141,6 +145,8 @@ def explain_texts(model, # Classifier `Learner`, bundle or its folder, `Predicto
     _captum()
     res = _resolve(model, tokenizer, sha256)
     ps, task = _predictors(res), model_task(res)
+    if any(_other_arch_model(p.model) for p in ps):
+        raise UlmfitError("Token attributions read the AWD-LSTM's embedding layer; a transformer classifier is not supported by `explain_texts` yet. Use an AWD-LSTM model, or `predict_texts` for its predictions.")
     items, index = _as_list(texts, text_col)
     items = _check_texts(items, index)
     from ulmfit_ext.inference import predict_probs
