@@ -7,6 +7,7 @@ logistic regression, side by side in one run on the same rows.
     python bench/bench_transformer.py --data trec6                # 3 seeds, the official TREC-6 split
     python bench/bench_transformer.py --data trec6 --seeds 1      # one seed
     python bench/bench_transformer.py --sweep                     # the discriminative factor and rate, on validation only
+    python bench/bench_transformer.py --lowshot                   # 100 / 200 / 500 / 1,000 labels against TF-IDF, one seed
 
 `--sweep` is how the backbone's defaults were chosen: a seeded 1,000-text sample of the TREC-6 training split, the whole
 validation split, 12 epochs of `train_classifier` for each (factor, lr) pair (lr 'auto': the finder's), validation accuracy
@@ -42,29 +43,31 @@ def run(args):
     df, desc = _data(args)
     log = lambda *a: print(*a, flush=True)
     res, times = {k: [] for k in CONTENDERS}, {k: [] for k in CONTENDERS}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         if 'ulmfit' not in args.skip:
-            t = time.time(); r = minilm_ulmfit(df, seed); times['ulmfit'].append(time.time() - t); res['ulmfit'].append(r)
+            t = time.time(); r = dict(minilm_ulmfit(df, seed), seed=seed); times['ulmfit'].append(time.time() - t); res['ulmfit'].append(r)
             log(f"seed {seed} MiniLM + ULMFiT recipe: valid {r['valid_acc']:.4f} test {r['test_acc']:.4f}; lr {r['lr']:.3g}, kept epoch {r['best_epoch']} of {r['epochs_run']} (budget {r['budget']}), {times['ulmfit'][-1]:.0f} s")
         if 'plain' not in args.skip:
-            t = time.time(); r = C.minilm(df, seed, log=log, **MINILM_PLAIN[args.data]); times['plain'].append(time.time() - t); res['plain'].append(r)
+            t = time.time(); r = dict(C.minilm(df, seed, log=log, **MINILM_PLAIN[args.data]), seed=seed); times['plain'].append(time.time() - t); res['plain'].append(r)
             log(f"seed {seed} MiniLM plain fine-tuning: valid {r['valid_acc']:.4f} test {r['test_acc']:.4f}, {times['plain'][-1]:.0f} s")
     if 'tfidf' not in args.skip:
         t = time.time(); r = C.tfidf(df); times['tfidf'].append(time.time() - t); res['tfidf'].append(r); log(f"TF-IDF: C={r['C']} test {r['test_acc']:.4f}")
     part = '+'.join(c for c in CONTENDERS if c not in args.skip)   # contenders run in parallel processes merge in the report
-    C.save_json(dict(desc=desc, seeds=args.seeds, results=C.without_probs(res), times=times), C.RESULTS/f"{_name(args)}.{part}.raw.json")
+    C.save_json(dict(desc=desc, results=C.without_probs(res), times=times), C.RESULTS/f"{_name(args)}.{part}.s{args.first_seed}-{args.first_seed + args.seeds - 1}.raw.json")
     return desc, res, times
 
 def _name(args): return f"transformer_{args.data}{'_quick' if args.quick else ''}"
 
 def _merged(args, desc, res, times):
-    "This run's results plus those of runs of the other contenders on the same rows and seeds (`*.raw.json`)"
+    "This run's results plus those of the other runs on the same rows (`*.raw.json`: other contenders, other seeds), one result per contender and seed"
     import json
     for f in sorted(C.RESULTS.glob(f"{_name(args)}.*.raw.json")):
         r = json.loads(f.read_text())
-        if r['desc'] != desc or r['seeds'] != args.seeds: continue
+        if r['desc'] != desc: continue
         for k, v in r['results'].items():
-            if v and not res[k]: res[k], times[k] = v, r['times'][k]; print(f"merged {k} from {f.name}")
+            have = {x.get('seed') for x in res[k]}
+            for x, t in zip(v, r['times'][k]):
+                if x.get('seed') not in have: res[k].append(x); times[k].append(t); print(f"merged {k} seed {x.get('seed')} from {f.name}")
     return res, times
 
 NOTES = {'ulmfit': "all-MiniLM-L6-v2, this package's `stage3(backbone='minilm')`, every default: finder lr, gradual unfreezing per block, discr /2.6, STLR, best valid epoch",
@@ -80,7 +83,8 @@ def report(args, desc, res, times):
         acc = [r['test_acc'] for r in rs]; va = [r['valid_acc'] for r in rs if 'valid_acc' in r]
         rows.append(f"| {k} | {C.mean_sd([1 - a for a in acc])} | {', '.join(f'{a:.3f}' for a in acc)} | {np.mean(va) if va else float('nan'):.3f} | "
                     f"{np.median(times[k]) * args.threads / 60:.1f} | {NOTES[k]} |")
-    extra = f"- data: {desc}\n- seeds: {list(range(args.seeds))} (TF-IDF: one fit)\n- MiniLM plain settings: {MINILM_PLAIN[args.data]}\n- CPU minutes = wall minutes × torch threads\n"
+    seeds = {k: sorted(x.get('seed') for x in v) for k, v in res.items() if v and k != 'tfidf'}
+    extra = f"- data: {desc}\n- seeds: {seeds} (TF-IDF: one fit); every run of these rows found in {C.RESULTS} is merged\n- MiniLM plain settings: {MINILM_PLAIN[args.data]}\n- CPU minutes = wall minutes × torch threads\n"
     md = C.header(f"ULMFiT on a transformer: {args.data}{' (quick)' if args.quick else ''}", args, extra) + '\n' + '\n'.join(rows) + '\n'
     C.write_md(name, md); C.save_json(dict(desc=desc, results=C.without_probs(res), times=times), C.RESULTS/f'{name}.json')
     print(md)
@@ -106,10 +110,31 @@ def sweep(args):
     C.write_md('transformer_sweep', md); C.save_json(out, C.RESULTS/'transformer_sweep.json')
     print(md)
 
+LOWSHOT = (100, 200, 500, 1000)
+
+def lowshot(args):
+    "Test error of MiniLM + the ULMFiT recipe (defaults) and TF-IDF against the number of labelled training texts (balanced, seeded; valid and test fixed)"
+    df, desc = _data(args)
+    rows = ['| labels | MiniLM + ULMFiT recipe: test error % | TF-IDF: test error % | MiniLM kept epoch / run / budget | MiniLM CPU min |', '|---:|---:|---:|---|---:|']
+    out = []
+    for n in LOWSHOT:
+        sub = C.balanced_subset(df, n, seed=0)
+        t = time.time(); u = minilm_ulmfit(sub, 0); dt = time.time() - t
+        tf = C.tfidf(sub)
+        out.append(dict(n=n, minilm=C.without_probs({'r': [u]})['r'][0], tfidf=tf, seconds=dt))
+        rows.append(f"| {n} | {100 * (1 - u['test_acc']):.2f} | {100 * (1 - tf['test_acc']):.2f} | {u['best_epoch']} / {u['epochs_run']} / {u['budget']} | {dt * args.threads / 60:.1f} |")
+        print(rows[-1], flush=True)
+    md = C.header(f"ULMFiT on a transformer, low-shot: {args.data}", args, f"- data: {desc}; the training split cut to n labelled texts (balanced over labels, seed 0), valid and test fixed\n- seed: 0\n") + '\n' + '\n'.join(rows) + '\n'
+    C.write_md(f"transformer_lowshot_{args.data}", md); C.save_json(out, C.RESULTS/f"transformer_lowshot_{args.data}.json")
+    print(md)
+
 if __name__ == '__main__':
     p = C.bench_parser(__doc__, 'the IMDb quick subset, or one seed', 3)
     p.add_argument('--skip', nargs='*', default=[], choices=CONTENDERS, help='contenders to leave out')
+    p.add_argument('--first-seed', type=int, default=0, help='the first seed (more seeds can be added by later runs: the report merges them)')
     p.add_argument('--sweep', action='store_true', help='the factor/lr sweep on validation (chooses the defaults) instead of the comparison')
+    p.add_argument('--lowshot', action='store_true', help=f'the low-shot curve ({", ".join(map(str, LOWSHOT))} labels, one seed) instead of the comparison')
     a = C.parse_bench(p)
     if a.sweep: sweep(a)
+    elif a.lowshot: lowshot(a)
     else: report(a, *run(a))
