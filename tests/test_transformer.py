@@ -198,3 +198,16 @@ def test_embed_and_explain(tiny):
     with pytest.raises(UlmfitError, match="pass pool='mean'"): embed_texts(b, texts, pool='last')
     pytest.importorskip('captum')
     with pytest.raises(UlmfitError, match='not supported by `explain_texts`'): explain_texts(b, texts[:2])
+
+def test_backbone_default_rate_and_factor(tiny):
+    from ulmfit_ext.transformer import backbone_defaults
+    learn = transformer_learner(_dls(tiny))
+    assert learn.default_lr is None and learn.discr_factor == 2.6          # a local folder: the paper's protocol (the finder's rate, 2.6)
+    assert backbone_defaults('minilm') == dict(max_len=256, factor=1.6, lr=1e-3)   # chosen on TREC-6 validation
+    learn.default_lr, learn.discr_factor = 3e-3, 1.6                       # what a `backbones` entry sets
+    _quiet_fit(learn, lambda: train_classifier(learn, 5))
+    r = learn.fit_report
+    assert r.lr == 3e-3 and r.lr_source == 'backbone default' and not getattr(r, 'lr_find', None)
+    lrs = np.array(learn.recorder.group_lrs)
+    np.testing.assert_allclose(lrs[:, 1:] / lrs[:, :-1], 1.6, rtol=1e-6)
+    assert abs(lrs[:, -1].max() - 3e-3) < 1e-9

@@ -443,7 +443,7 @@ def _n_thaw(how, schedule, n_groups) -> int:
 
 def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
                      n_epoch:int=None, # Epochs; `None`: `clas_epochs` of the data (about 1,500 steps), with early stopping
-                     lr=None, # Rate of the top group; `None`: `head_lr` (lr_find on the head); 'paper': the paper's rate for `variant`
+                     lr=None, # Rate of the top group; `None`: `head_lr` (lr_find on the head), or a transformer backbone's `default_lr`; 'finder': `head_lr` always; 'paper': the paper's rate for `variant`
                      variant:str='ulmfit', # A row of Table 7 (see `clas_variants`)
                      factor:float=None, # Discriminative factor between adjacent groups; `None`: the paper's 2.6 (a transformer backbone's: its `discr_factor`)
                      schedule:str='paper', # Gradual unfreezing: 'paper' (one STLR over the run) or 'scripts' (STLR restarted per stage)
@@ -466,7 +466,8 @@ def train_classifier(learn:TextLearner, # A classifier learner (`clas_learner`)
     if v['how'] == 'gradual':   # before the learning-rate search: a budget too short for gradual unfreezing fails at once
         _check_epochs(report.n_epoch, n_groups if schedule == 'paper' else len(_script_stages(n_groups, report.n_epoch)), n_groups, schedule)
     sel = _selection(learn, report, keep, patience, _n_thaw(v['how'], schedule, n_groups), n_epoch is None, cut_frac)
-    if lr is None: report.lr, report.lr_source = head_lr(learn, report=report), 'head_lr'
+    if lr is None and getattr(learn, 'default_lr', None) is not None: report.lr, report.lr_source = learn.default_lr, 'backbone default'   # a transformer's `backbones` entry
+    elif lr is None or lr == 'finder': report.lr, report.lr_source = head_lr(learn, report=report), 'head_lr'
     else: report.lr, report.lr_source = (v['lr'], 'paper') if lr == 'paper' else (lr, 'given')
     check_args(lr=report.lr)
     lr, f, n = report.lr, (factor if v['discr'] else 1.), report.n_epoch

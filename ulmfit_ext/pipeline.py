@@ -70,7 +70,7 @@ def _check_stage_args(epochs, lr, drop_mult, patience, keep, **kwargs):
     "Check the arguments shared by `stage2` and `stage3` (the numbers in `ARG_SPECS`), before anything is read or built"
     check_args(**kwargs)
     if epochs is not None: check_args(n_epoch=epochs)
-    if lr is not None and lr != 'paper': check_args(lr=lr)
+    if lr is not None and lr not in ('paper', 'finder'): check_args(lr=lr)
     if drop_mult is not None: check_args(drop_mult=drop_mult)
     if patience not in ('auto', None): check_int('patience', patience, 1, hint='It is how many epochs without a new best end the run; pass None to train the whole budget.')
     check_choice('keep', keep, ('best', 'last'), hint="'best' keeps the epoch with the best validation score, 'last' the final one.")
@@ -199,7 +199,8 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            valid_col:str=None, # Column marking the validation rows; `None`: a stratified `valid_pct` of each class
            valid_pct:float=0.1, # Fraction held out for validation when there is no `valid_col`
            epochs:int=None, # Epochs; `None`: `clas_epochs` (about 1,500 steps), with early stopping
-           lr=None, # Top-group rate; `None`: `head_lr` (lr_find on the head alone)
+           lr=None, # Top-group rate; `None`: `head_lr` (lr_find on the head alone), or a transformer backbone's default; 'finder': `head_lr` always
+           factor:float=None, # Discriminative factor; `None`: 2.6, or a transformer backbone's default (see `train_classifier`)
            drop_mult:float=None, # Dropout multiplier; `None`: `auto_drop_mult` of the encoder's size
            variant:str='ulmfit', # A row of the paper's Table 7 ('scratch': the LM's vocabulary and sizes, random weights)
            schedule:str='paper', # Gradual unfreezing: 'paper' or 'scripts'
@@ -234,7 +235,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
     elif lm is None: raise UlmfitError("Stage 3 on the AWD-LSTM needs the fine-tuned LM: pass `lm=` (a `stage2` result or its folder), or a transformer `backbone=` such as 'minilm'.")
     enc, vocab, bw = _lm_source(lm, sha256) if awd else (None, None, False)
     settings = dict(stage=3, data=_desc(data), backbone=str(backbone), lm=str(enc) if not isinstance(enc, Learner) else 'LM learner', epochs=epochs, lr=lr, drop_mult=drop_mult,
-                    variant=variant, schedule=schedule, paper=paper, patience=patience, keep=keep, bs=bs, bptt=bptt, valid_col=valid_col,
+                    variant=variant, schedule=schedule, paper=paper, patience=patience, keep=keep, bs=bs, bptt=bptt, factor=factor, valid_col=valid_col,
                     valid_pct=valid_pct, seed=seed, backwards=bw, label_delim=label_delim, regression=regression, monitor=monitor,
                     class_weights=class_weights, label_smoothing=label_smoothing, y_range=y_range, loss=loss, labels_per_class=labels_per_class)
     key = lambda: dict(settings, data_sha256=_data_digest(data), lm_sha256=_bundle_id(enc), text_col=text_col, label_col=label_col,
@@ -257,7 +258,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
         learn = _quiet(learn, progress)
         learn.add_cb(LossHistory())
         ckcb = _checkpointer(checkpoint_dir, key, ck)
-        train_classifier(learn, epochs, lr=lr, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
+        train_classifier(learn, epochs, lr=lr, factor=factor, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
     settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid if awd else None, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
     return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
