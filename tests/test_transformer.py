@@ -152,7 +152,7 @@ def test_clear_errors(tiny):
 
 def test_stage3_and_cli(tiny):
     from ulmfit_ext.pipeline import stage3
-    with pytest.raises(UlmfitError, match='no Stage-2 LM here'): stage3(tiny['df'], 'lm', backbone=tiny['backbone'])
+    with pytest.raises(UlmfitError, match='so `lm` has no use'): stage3(tiny['df'], 'lm', backbone=tiny['backbone'])
     with pytest.raises(UlmfitError, match='drop_mult'): stage3(tiny['df'], backbone=tiny['backbone'], drop_mult=0.3)
     d = tiny['dir']; tiny['df'].to_csv(d/'train.csv', index=False); tiny['df'].head(40).to_csv(d/'test.csv', index=False)
     cli = [sys.executable, '-m', 'ulmfit_ext.cli']
@@ -165,7 +165,7 @@ def test_stage3_and_cli(tiny):
     r = run('evaluate', 'clas_cli', 'test.csv', '--out', 'ev')
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((d/'ev'/'metrics.json').read_text())['n'] == 40
-    for args, words in ((('--lm', 'x'), 'leave out --lm'), (('--drop-mult', '0.3'), '--drop-mult belongs to the AWD-LSTM')):
+    for args, words in ((('--lm', 'x'), '--lm and --lm-bwd have no use'), (('--drop-mult', '0.3'), '--drop-mult belongs to the AWD-LSTM')):
         r = run('train-classifier', 'train.csv', '--backbone', tiny['backbone'], '--out', 'bad', *args)
         assert r.returncode != 0 and words in r.stderr and 'Traceback' not in r.stderr and not (d/'bad').exists()
 

@@ -209,7 +209,8 @@ def _done(run, out, overwrite:bool) -> dict:
     print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}" +
           (f", the best {r.monitor}" if run.kind == 'classifier' else '') + f"): valid loss {m['valid_loss']:.4f}, {_scores(m)}; written to {Path(out)}"
           + (f" (resumed after epoch {', '.join(map(str, run.resumed))})" if run.resumed else ''))
-    print(f"bundle sha256 {m['bundle_sha256']} ({Path(out)/'bundle'}; pass it to --expect-sha256 to load exactly this model)")
+    if 'backbone_sha256' in m: print(f"fine-tuned backbone in {Path(out)/'backbone'} (sha256 of its provenance.json {m['backbone_sha256']}): pass --backbone {Path(out)} to `ulmfit train-classifier`")
+    else: print(f"bundle sha256 {m['bundle_sha256']} ({Path(out)/'bundle'}; pass it to --expect-sha256 to load exactly this model)")
     return m
 
 def _scores(m:dict) -> str:
@@ -242,11 +243,14 @@ def _stage_lm(lm, sha256) -> Path:
 def _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class, **kw) -> dict:
     "`train-classifier --backbone NAME`: Stage 3 on a pretrained transformer encoder, refusing the options of the AWD-LSTM path"
     if lm is not None or lm_bwd is not None:
-        raise UlmfitError(f"--backbone {backbone} fine-tunes the transformer's own pretrained weights, with no Stage-2 LM (all-MiniLM-L6-v2 has no LM head): leave out --lm and --lm-bwd, or use --backbone awd-lstm.")
+        raise UlmfitError(f"--backbone {backbone} trains the classifier on the transformer's own weights, so --lm and --lm-bwd have no use: leave them out (after `ulmfit finetune-lm --backbone`, pass its --out folder as --backbone), or use --backbone awd-lstm.")
     for flag, bad in (('--backwards', backwards), ('--expect-sha256', sha is not None), ('--drop-mult', drop_mult is not None), ('--bptt', bptt != 70), ('--variant scratch', variant == 'scratch')):
         if bad: raise UlmfitError(f"{flag} belongs to the AWD-LSTM path; --backbone {backbone} keeps the transformer's own dropout and reads up to its max_len tokens: leave it out.")
-    _lib('transformer').backbone_path(backbone)   # a wrong name or folder fails here, before anything is read
-    print(f"Stage 2 skipped: the {backbone} backbone is fine-tuned from its pretrained weights (it has no LM head); training the classifier")
+    p = _lib('transformer').backbone_path(backbone)   # a wrong name or folder fails here, before anything is read
+    if (p/'provenance.json').is_file(): print(f"Training the classifier on the masked LM fine-tuned in {p} (Stage 2 done by `ulmfit finetune-lm --backbone`)")
+    elif _lib('transformer_lm').has_lm_head(backbone):
+        print(f"Stage 2 not run: {backbone} has a masked-LM head, so `ulmfit finetune-lm DATA --backbone {backbone} --out LM` can fine-tune it on the task's text first (then pass --backbone LM); training the classifier on its pretrained weights")
+    else: print(f"Stage 2 skipped: the {backbone} backbone is fine-tuned from its pretrained weights (it has no LM head); training the classifier")
     return _done(_lib('pipeline').stage3(data, None, backbone=backbone, variant=variant, labels_per_class=labels_per_class,
                                          checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
 
@@ -322,6 +326,15 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
     return res.metrics
 
 # %% ../nbs/09_cli.ipynb #fe18ec6c
+def _finetune_backbone(data, backbone, out, overwrite, pretrained, sha, backwards, drop_mult, bptt, paper, sizes, **kw) -> dict:
+    "`finetune-lm --backbone FOLDER`: masked-LM fine-tuning of a transformer, refusing the options of the AWD-LSTM path"
+    for flag, bad in (('--pretrained', pretrained is not None), ('--expect-sha256', sha is not None), ('--backwards', backwards), ('--drop-mult', drop_mult is not None),
+                      ('--bptt', bptt != 70), ('--paper-defaults', paper), ('--emb-sz/--n-hid/--n-layers', any(s is not None for s in sizes))):
+        if bad: raise UlmfitError(f"{flag} belongs to the AWD-LSTM path; --backbone {backbone} starts from the transformer's own weights, sizes and dropout: leave it out.")
+    T = _lib('transformer_lm')
+    if not T.has_lm_head(backbone): raise T._no_head(backbone)   # before anything is read
+    return _done(_lib('pipeline').stage2(data, None, backbone=backbone, checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
+
 def _default_stage1(pretrained, *sizes):
     "What `finetune-lm --pretrained` means: the shipped LM when it is not given, None for 'none'; sizes only with random weights"
     shipped = _lib('bundle').shipped_models
@@ -337,6 +350,7 @@ def _default_stage1(pretrained, *sizes):
 def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
                        out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
                        text_col:str='text', # Text column of a CSV
+                       backbone:str='awd-lstm', # The LM: 'awd-lstm' (from --pretrained), or a local Hugging Face folder of a transformer with a masked-LM head (masked-LM fine-tuning; writes backbone/ for `train-classifier --backbone`); 'minilm' has no LM head, so it has no Stage 2
                        pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.bundle.shipped_models`, 'ulmfit-en'), random weights only where none is installed
                        epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
                        lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
@@ -367,6 +381,9 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     _check_columns(_input(data, 'The data'), encoding, text_col=text_col)
     if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
     sha = _digest(expect_sha256)
+    if backbone != 'awd-lstm': return _finetune_backbone(data, backbone, out, overwrite, pretrained, sha, backwards, drop_mult, bptt, paper_defaults, (emb_sz, n_hid, n_layers),
+        text_col=text_col, epochs=epochs, lr=lr, variant=variant, patience=_patience(patience), keep=keep, bs=bs, valid_pct=valid_pct, seed=seed,
+        is_deterministic=deterministic, encoding=encoding, resume=resume)
     pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
     if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
     if pretrained not in (None, 'wt103') and pretrained not in _lib('bundle').shipped_models:   # a shipped model's name goes through: stage2 picks its direction

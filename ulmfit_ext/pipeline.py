@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_pipeline.ipynb #98d90577
 from __future__ import annotations
-import hashlib, json, shutil, time, warnings
+import hashlib, importlib, json, shutil, time, warnings
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file, load_opt_state
 from .data import lm_dls, clas_dls
@@ -87,6 +87,7 @@ def _pin(folder, sha256, what:str):
 def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list of texts, or a corpus path (`read_texts`)
            pretrained='ulmfit-en', # Stage-1 weights: the package's English LM by default, another name of `shipped_models`, a bundle (or `pretrain_lm` output) folder, 'wt103', or None for random weights (sized by `config`)
            *more, # More text for the LM only, e.g. unlabelled documents
+           backbone:str='awd-lstm', # 'awd-lstm' (the LM of `pretrained`), or a transformer with a masked-LM head: a local Hugging Face folder (`transformer_lm`)
            text_col:str='text', # Text column of DataFrames and CSVs
            epochs:int=None, # Epochs; `None`: `lm_epochs` (about 1M tokens), with early stopping
            lr:float=None, # Top-group rate; `None`: `auto_lm_lr` of the encoder's size
@@ -111,26 +112,32 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
            cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 2: fine-tune a Stage-1 language model on the task's text with the automatic protocol; returns the learner and its report"
+    if backbone != 'awd-lstm': _check_lm_backbone_args(backbone, pretrained, backwards, drop_mult, bptt, config, sha256, paper)
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
     _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab, min_freq=min_freq)
     check_choice('variant', variant, lm_variants, hint="It is a row of the paper's Table 6.")
-    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards), backwards)
+    awd = backbone == 'awd-lstm'
+    pre = _pretrained_arg(resolve_pretrained(pretrained, backwards), backwards) if awd else None
     _pin(pre, sha256, 'Stage-1 model')
-    settings = dict(stage=2, data=_desc(data), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
+    settings = dict(stage=2, data=_desc(data), backbone=str(backbone), pretrained=str(pre) if pre else None, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant,
                     paper=paper, patience=patience, keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed)
     key = lambda: dict(settings, data_sha256=_data_digest(data, *more), pretrained_sha256=_bundle_id(pre), text_col=text_col, max_vocab=max_vocab,
                        min_freq=min_freq, config=config, encoding=encoding, is_deterministic=is_deterministic)
     ck = _open_checkpoints(checkpoint_dir, key, resume)
     t = time.perf_counter()
     with _seeded(seed, is_deterministic):
-        sub = _subword_bundle(pre)
-        vocab = dict(vocab=sub) if sub is not None else dict(max_vocab=max_vocab, min_freq=min_freq)
-        dls = lm_dls(data, *more, text_col=text_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=backwards, seed=seed, encoding=encoding, progress=progress, **vocab)
-        learn = _quiet(lm_learner(dls, config=config, drop_mult=drop_mult, pretrained=pre, metrics=[accuracy, Perplexity()]), progress)
+        if awd:
+            sub = _subword_bundle(pre)
+            vocab = dict(vocab=sub) if sub is not None else dict(max_vocab=max_vocab, min_freq=min_freq)
+            dls = lm_dls(data, *more, text_col=text_col, valid_pct=valid_pct, bs=bs, bptt=bptt, backwards=backwards, seed=seed, encoding=encoding, progress=progress, **vocab)
+            learn = _quiet(lm_learner(dls, config=config, drop_mult=drop_mult, pretrained=pre, metrics=[accuracy, Perplexity()]), progress)
+        else:
+            T = _lib_transformer('transformer_lm')
+            learn = _quiet(T.transformer_lm_learner(T.hf_lm_dls(data, *more, backbone=backbone, text_col=text_col, valid_pct=valid_pct, bs=bs, seed=seed, encoding=encoding)), progress)
         hist = LossHistory(); learn.add_cb(hist)
         ckcb = _checkpointer(checkpoint_dir, key, ck)
-        finetune_lm(learn, epochs, lr=lr, variant=variant, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
-    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].n_hid)
+        finetune_lm(learn, epochs, lr=ifnone(lr, getattr(learn, 'default_lr', None)), factor=getattr(learn, 'discr_factor', 2.6), variant=variant, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
+    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].n_hid if awd else None)
     return StageRun('lm', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #6e20d736
@@ -176,14 +183,19 @@ def _lm_source(lm, sha256=None):
     bundle = load_bundle(b, sha256=sha256, kinds=('lm', 'encoder'))
     return b, bundle, bool(bundle.config.get('backwards'))
 
-def _lib_transformer():
-    "The transformer module, imported when a transformer backbone is asked for (it imports Hugging Face `transformers`)"
-    from ulmfit_ext import transformer
-    return transformer
+def _lib_transformer(name:str='transformer'):
+    "The transformer module (or `transformer_lm`), imported when a transformer backbone is asked for (it imports Hugging Face `transformers`)"
+    return importlib.import_module(f'ulmfit_ext.{name}')
+
+def _check_lm_backbone_args(backbone, pretrained, backwards, drop_mult, bptt, config, sha256, paper):
+    "Refuse, with a transformer backbone in Stage 2, the arguments that belong to the AWD-LSTM path"
+    if pretrained not in (None, 'ulmfit-en'): raise UlmfitError(f"With backbone={str(backbone)!r} Stage 2 starts from the backbone's own weights, so `pretrained` has no use: leave it out.")
+    for name, bad in (('backwards', backwards), ('drop_mult', drop_mult is not None), ('bptt', bptt != 70), ('config', config is not None), ('sha256', sha256 is not None), ('paper', paper)):
+        if bad: raise UlmfitError(f"`{name}` belongs to the AWD-LSTM's Stage 2; a transformer backbone keeps its own sizes and dropout and reads blocks of its max_len: leave it out.")
 
 def _check_backbone_args(lm, variant, drop_mult, bptt, sha256):
     "Refuse, with a transformer backbone, the arguments that belong to the AWD-LSTM path"
-    if lm is not None: raise UlmfitError("A transformer backbone is fine-tuned from its own pretrained weights, with no Stage-2 LM here (all-MiniLM-L6-v2 ships without an LM head): leave out the LM (`lm=None`), or use backbone='awd-lstm'.")
+    if lm is not None: raise UlmfitError("A transformer classifier starts from its backbone's weights, so `lm` has no use: leave it out (`lm=None`); after a masked-LM Stage 2 (`stage2(df, backbone=folder)`) pass its output folder as the backbone, or use backbone='awd-lstm'.")
     if variant == 'scratch': raise UlmfitError("Variant 'scratch' trains an AWD-LSTM from random weights; with a transformer backbone choose another variant of Table 7.")
     if drop_mult is not None: raise UlmfitError("`drop_mult` scales the AWD-LSTM's dropouts; a transformer backbone keeps its own (0.1): leave it out.")
     if bptt != 70: raise UlmfitError("`bptt` is the AWD-LSTM's BPT3C chunk length; a transformer backbone reads up to its max_len tokens (head and tail of a longer text): leave it out.")
@@ -539,7 +551,7 @@ def out_labels(learn) -> list:
 
 # %% ../nbs/07a_pipeline.ipynb #6167297e
 run_outputs = {  # what `StageRun.save` writes into its folder, by kind
-    'lm': ('bundle', 'encoder', 'metrics.json', 'lm_loss.png', 'lm_lr_schedule.png', 'lm_valid_curve.png'),
+    'lm': ('bundle', 'encoder', 'backbone', 'metrics.json', 'lm_loss.png', 'lm_lr_schedule.png', 'lm_valid_curve.png'),
     'classifier': ('bundle', 'metrics.json', 'loss.png', 'lr_schedule.png', 'valid_curve.png', 'lr_find.png', 'confusion_matrix.png', 'per_label.png', 'predictions.png'),
 }
 
@@ -562,9 +574,8 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
     m, learn = self.metrics(), self.learn
     pre = 'lm_' if self.kind == 'lm' else ''
     kw = dict(metrics={k: v for k, v in m.items() if not isinstance(v, (dict, list))}, data_desc=self.settings.get('data'), overwrite=overwrite)
-    if getattr(learn, 'backbone', None) is not None:
-        from ulmfit_ext.transformer import save_transformer_bundle
-        save_transformer_bundle(learn, out/'bundle', labels=m['labels'], **kw)
+    if getattr(learn, 'backbone', None) is not None and self.kind == 'lm': _lib_transformer('transformer_lm').save_backbone_lm(learn, out/'backbone', **kw)
+    elif getattr(learn, 'backbone', None) is not None: _lib_transformer().save_transformer_bundle(learn, out/'bundle', labels=m['labels'], **kw)
     elif self.kind == 'lm':
         i = _dls_info(learn.dls)
         for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'],
@@ -572,8 +583,8 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
     else:
         i = _dls_info(learn.dls)
         save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=m['labels'], task=m['task'], tokenizer=i['tokenizer'], backwards=i['backwards'], **kw)
-    m['bundle_sha256'] = bundle_digest(out/'bundle')
-    if self.kind == 'lm': m['encoder_sha256'] = bundle_digest(out/'encoder')
+    written = ['backbone'] if getattr(learn, 'backbone', None) is not None and self.kind == 'lm' else ['bundle', 'encoder'] if self.kind == 'lm' else ['bundle']
+    for k in written: m[f'{k}_sha256'] = bundle_digest(out/k)
     if self.resumed: m['resumed_after'] = self.resumed
     what = 'language model' if self.kind == 'lm' else 'classifier'
     if _hist(learn): save_figure(plot_losses(_hist(learn), f'{what}: loss'), out/f'{pre}loss.png', overwrite)

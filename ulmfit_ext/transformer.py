@@ -59,12 +59,13 @@ def backbone_defaults(backbone) -> dict:
     "`max_len`, `factor` and `lr` of `backbone` (a name of `backbones`), else those of any local folder"
     return {k: backbones[backbone][k] for k in _DEFAULTS} if isinstance(backbone, str) and backbone in backbones else dict(_DEFAULTS)
 
-def backbone_path(backbone, # A name of `backbones`, or a local folder with a Hugging Face model and its tokenizer
+def backbone_path(backbone, # A name of `backbones`, a local folder with a Hugging Face model and its tokenizer, or a `stage2` output folder holding one in backbone/
                  ) -> Path:
     "The local folder of `backbone` (nothing is downloaded)"
     if isinstance(backbone, str) and backbone in backbones: return Path(backbones[backbone]['path']())
     p, known = Path(backbone), ', '.join(repr(k) for k in backbones)
     if p.is_dir() and (p/'config.json').is_file(): return p
+    if p.is_dir() and (p/'backbone'/'config.json').is_file(): return p/'backbone'   # the --out folder of `ulmfit finetune-lm --backbone` (`stage2`'s output)
     if p.exists(): raise UlmfitError(f"The backbone folder {p} has no config.json: pass a folder written by `save_pretrained` (the model and its tokenizer), or one of {known}.")
     raise UlmfitError(f"Backbone {str(backbone)!r} is neither a known name ({known}) nor a local folder; nothing is downloaded: "
                       "save a Hugging Face model and its tokenizer with `save_pretrained(folder)` and pass the folder.")
