@@ -7,6 +7,7 @@ from __future__ import annotations
 import io, re, json, zlib, gzip, bz2, lzma, codecs, zipfile, tarfile, hashlib, random, warnings, importlib.metadata
 from collections import Counter
 from types import SimpleNamespace
+from typing import NamedTuple
 from concurrent.futures import ProcessPoolExecutor
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
@@ -14,7 +15,8 @@ from .core import UlmfitError, cache_dir, atomic_path, check_range, check_args, 
 from .tokens import TokenStore, tokenize_corpus, _tok_texts, _unwrap_tok, _check_cols, _read_df
 
 # %% auto #0
-__all__ = ['TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader', 'lm_dls', 'stratified_valid', 'clas_dls']
+__all__ = ['TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader', 'lm_dls', 'stratified_valid', 'LabelledRows', 'labelled_rows',
+           'doc_dls', 'clas_dls']
 
 # %% ../nbs/01_data.ipynb #74ed13ee
 def _train_counter(stores, starts, idxs) -> Counter:
@@ -325,6 +327,39 @@ def _targets(df, label_col, label_delim=None, regression=False) -> tuple:
         return y, [label_delim.join(sorted(l)) for l in y], MultiCategoryBlock(), dict(type='multi_label', label_col=cols[0], label_delim=label_delim)
     return df[cols[0]].to_numpy(), df[cols[0]], CategoryBlock(), dict(type='single_label', label_col=cols[0])
 
+# %% ../nbs/01_data.ipynb #4900f0e5
+class LabelledRows(NamedTuple):
+    "A read, split labelled table: the rows, their targets, the label block and task, the training and validation row indices, the label column"
+    df:pd.DataFrame; y:object; y_block:object; task:dict; train:np.ndarray; valid:np.ndarray; label_col:object
+
+def labelled_rows(df_or_csv, text_col='text', label_col='label', valid_col=None, valid_pct:float=0.1, seed:int=None, label_delim:str=None,
+                  regression:bool=False, encoding:str=None) -> LabelledRows:
+    "Read a labelled table for a classifier or a regression, check its columns and labels, and split it (`valid_col`, or a stratified `valid_pct`)"
+    if valid_col is None: check_args(valid_pct=valid_pct)
+    df = _read_df(df_or_csv, encoding)
+    cols = list(label_col) if isinstance(label_col, (list, tuple)) else [label_col]
+    _check_cols(df, text_col, *cols, valid_col)
+    for c in cols: _check_labels(df, c, label_delim or len(cols) > 1 or regression)   # those have their own checks
+    y, strata, y_block, task = _targets(df, label_col, label_delim, regression)
+    valid = _clas_split(df, valid_col, valid_pct, seed, strata)
+    return LabelledRows(df, y, y_block, task, np.setdiff1d(np.arange(len(df)), valid), valid, label_col)
+
+def doc_dls(lab:LabelledRows, # `labelled_rows`' result
+            tfms, # Document index -> its token ids (`TokenIds`, or a transformer's `HFTokens`), as a list of type transforms
+            pad, # The `before_batch` padding (`Pad_Chunk` for BPT3C, `pad_input` for a transformer)
+            lens, # The length of every document, for `SortedDL`
+            bs:int=64, path='.', **kwargs) -> DataLoaders:
+    "Classifier `DataLoaders` over the documents of `lab` (every class in both splits, enough rows for `bs`): items are row indices, texts batched by length (`SortedDL`) and padded by `pad`; `dls.task` says the task"
+    if lab.task['type'] != 'regression': _check_classes(lab.y, lab.train, lab.valid, lab.label_col, lab.task['type'] == 'multi_label')
+    if len(lab.train) < bs: raise UlmfitError(f"There are {len(lab.train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
+    items = pd.DataFrame({'doc': np.arange(len(lab.df)), 'label': pd.Series(list(lab.y), dtype=object) if lab.task['type'] == 'multi_label' else lab.y})
+    dblock = DataBlock(blocks=(TransformBlock(type_tfms=tfms, dl_type=SortedDL, dls_kwargs={'before_batch': pad}), lab.y_block),
+                       get_x=ColReader('doc'), get_y=ColReader('label'), splitter=IndexSplitter(lab.valid))
+    dls = dblock.dataloaders(items, bs=bs, path=path, dl_kwargs=[{'res': lens[lab.train]}, {'val_res': lens[lab.valid]}], **kwargs)
+    dls.task = lab.task
+    return dls
+
+
 # %% ../nbs/01_data.ipynb #5cc0d212
 @delegates(tokenize_corpus, keep=True, but=['source', 'text_col', 'max_docs', 'max_tokens', 'chunk_chars', 'max_chars'])
 def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
@@ -348,24 +383,9 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
             ) -> DataLoaders:
     "Classifier (or regression) `DataLoaders` that reuse the language model's `vocab`, tokenized once and cached; `dls.task` says which"
     check_args(bs=bs, bptt=bptt, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
-    if valid_col is None: check_args(valid_pct=valid_pct)
-    df = _read_df(df_or_csv, encoding)
-    cols = list(label_col) if isinstance(label_col, (list, tuple)) else [label_col]
-    _check_cols(df, text_col, *cols, valid_col)
-    for c in cols: _check_labels(df, c, label_delim or len(cols) > 1 or regression)   # those have their own checks
-    y, strata, y_block, task = _targets(df, label_col, label_delim, regression)
+    lab = labelled_rows(df_or_csv, text_col, label_col, valid_col, valid_pct, seed, label_delim, regression, encoding)
     tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
     tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
-    stores = _stores([df], text_col, tkw)
-    valid = _clas_split(df, valid_col, valid_pct, seed, strata)
-    train = np.setdiff1d(np.arange(len(df)), valid)
-    tfms = _text_tfms(stores, _build_vocab(stores, train, vocab, min_freq, max_vocab, tok), backwards, tkw)
-    if not regression: _check_classes(y, train, valid, label_col, task['type'] == 'multi_label')
-    if len(train) < bs: raise UlmfitError(f"There are {len(train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
-    items = pd.DataFrame({'doc': np.arange(len(df)), 'label': pd.Series(list(y), dtype=object) if task['type'] == 'multi_label' else y})
-    dblock = DataBlock(blocks=(TransformBlock(type_tfms=tfms, dl_type=SortedDL, dls_kwargs={'before_batch': Pad_Chunk(seq_len=bptt)}), y_block),
-                       get_x=ColReader('doc'), get_y=ColReader('label'), splitter=IndexSplitter(valid))
-    lens = tfms[0].lengths()
-    dls = dblock.dataloaders(items, bs=bs, path=path, dl_kwargs=[{'res': lens[train]}, {'val_res': lens[valid]}], **kwargs)
-    dls.task = task
-    return dls
+    stores = _stores([lab.df], text_col, tkw)
+    tfms = _text_tfms(stores, _build_vocab(stores, lab.train, vocab, min_freq, max_vocab, tok), backwards, tkw)
+    return doc_dls(lab, tfms, Pad_Chunk(seq_len=bptt), tfms[0].lengths(), bs=bs, path=path, **kwargs)

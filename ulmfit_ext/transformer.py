@@ -7,8 +7,7 @@ from __future__ import annotations
 import shutil, sys, tempfile, threading
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice, check_range, atomic_dir, sha256_file
-from .tokens import _read_df
-from .data import _check_cols, _check_labels, _targets, _clas_split, _check_classes
+from .data import labelled_rows, doc_dls
 from .splitters import _dedup_groups
 from .learner import ulmfit_opt, _task_loss, _y_range, _check_head_args
 from .tasks import task_of, task_metrics
@@ -159,29 +158,16 @@ def hf_clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label colum
                ) -> DataLoaders:
     "Classifier `DataLoaders` for a transformer backbone: texts encoded once by its tokenizer, batched by length, padded at the end; `dls.task` and `dls.backbone` say what they are for"
     check_args(bs=bs, seed=seed)
-    if valid_col is None: check_args(valid_pct=valid_pct)
     check_choice('truncate', truncate, ('head', 'tail', 'head+tail'), hint='It says which ids of a text longer than max_len are kept.')
     max_len = ifnone(max_len, backbone_defaults(backbone)['max_len'])
     check_range('max_len', max_len, lo=3, hint='It counts the special tokens too.')
-    df = _read_df(df_or_csv, encoding)
-    cols = list(label_col) if isinstance(label_col, (list, tuple)) else [label_col]
-    _check_cols(df, text_col, *cols, valid_col)
-    for c in cols: _check_labels(df, c, label_delim or len(cols) > 1 or regression)
-    y, strata, y_block, task = _targets(df, label_col, label_delim, regression)
-    if df[text_col].isna().any(): raise UlmfitError(f"Column {text_col!r} has {int(df[text_col].isna().sum())} empty cells: fill or drop those rows.")
+    lab = labelled_rows(df_or_csv, text_col, label_col, valid_col, valid_pct, seed, label_delim, regression, encoding)
+    texts = lab.df[text_col]
+    if texts.isna().any(): raise UlmfitError(f"Column {text_col!r} has {int(texts.isna().sum())} empty cells: fill or drop those rows.")
     tok = load_backbone_tokenizer(backbone)
-    valid = _clas_split(df, valid_col, valid_pct, seed, strata)
-    train = np.setdiff1d(np.arange(len(df)), valid)
-    if not regression: _check_classes(y, train, valid, label_col, task['type'] == 'multi_label')
-    if len(train) < bs: raise UlmfitError(f"There are {len(train)} training rows, fewer than `bs`={bs}: fastai drops the last incomplete batch, so none would train. Lower `bs`.")
-    tfm = HFTokens(encode_texts(tok, df[text_col].astype(str).tolist(), max_len, truncate), tok)
-    items = pd.DataFrame({'doc': np.arange(len(df)), 'label': pd.Series(list(y), dtype=object) if task['type'] == 'multi_label' else y})
-    pad = partial(pad_input, pad_idx=tok.pad_token_id, pad_first=False)
-    dblock = DataBlock(blocks=(TransformBlock(type_tfms=tfm, dl_type=SortedDL, dls_kwargs={'before_batch': pad}), y_block),
-                       get_x=ColReader('doc'), get_y=ColReader('label'), splitter=IndexSplitter(valid))
-    lens = tfm.lengths()
-    dls = dblock.dataloaders(items, bs=bs, path=path, dl_kwargs=[{'res': lens[train]}, {'val_res': lens[valid]}], **kwargs)
-    dls.task, dls.backbone, dls.hf_tokenizer, dls.text_settings = task, backbone, tok, dict(max_len=max_len, truncate=truncate)
+    tfm = HFTokens(encode_texts(tok, texts.astype(str).tolist(), max_len, truncate), tok)
+    dls = doc_dls(lab, [tfm], partial(pad_input, pad_idx=tok.pad_token_id, pad_first=False), tfm.lengths(), bs=bs, path=path, **kwargs)
+    dls.backbone, dls.hf_tokenizer, dls.text_settings = backbone, tok, dict(max_len=max_len, truncate=truncate)
     return dls
 
 # %% ../nbs/05b_transformer.ipynb #9deb9dc2
