@@ -1,4 +1,4 @@
-"""Benchmark: LM text generation with kept hidden state (`ulmfit_ext.inference.generate`) vs fastai's `LMLearner.predict`,
+"""Benchmark: LM text generation with kept hidden state (`ulmfit_ext.generate.generate`) vs fastai's `LMLearner.predict`,
 which resets the model and re-reads the whole text for every new word.
 
     python bench/bench_generation.py                # 100 words, emb 100 / n_hid 300 / 2 layers, vocab ~5k
@@ -13,7 +13,7 @@ from common import header, write_md
 import numpy as np, pandas as pd, torch
 from fastai.text.all import BaseTokenizer, ColReader, DataBlock, RandomSplitter, TextBlock, defaults
 from ulmfit_ext.learner import lm_learner
-from ulmfit_ext.inference import generate
+from ulmfit_ext.generate import generate
 
 def make_learner(vocab_sz:int, seed:int=0):
     "An untrained LM learner (emb 100, n_hid 300, 2 layers) on fastai `TextBlock` data with a fixed vocabulary of `vocab_sz` words"

@@ -38,7 +38,8 @@ def stage_times(p, texts, variant, bs=64, chunk_size=4096):
     "(seconds per stage, ids per batch, probabilities) of one pass over `texts`; `variant` 'before' or 'after' for the tokenizer"
     from fastai.text.all import TokenizeWithRules
     from ulmfit_ext.tokens import _tok_texts
-    from ulmfit_ext.inference import _SpacyRules, _chunk_batches, _chunks, _pad_batch
+    from ulmfit_ext.inference import _chunk_batches, _chunks, _pad_batch
+    from ulmfit_ext.tokens import _SpacyRules
     tkz = (TokenizeWithRules if variant == 'before' else _SpacyRules)(p.tokenizer.tok, rules=p.tokenizer.rules)
     t, batches = dict(tok=0., num=0.), []
     for s, e in _chunks(len(texts), chunk_size):

@@ -13,7 +13,9 @@ from ulmfit_ext.tokens import tokenize_corpus
 from ulmfit_ext.data import lm_dls, clas_dls
 from ulmfit_ext.learner import _toy_df, tiny_cfg, lm_learner, clas_learner
 from ulmfit_ext import weights as uweights, bundle as ubundle
-from ulmfit_ext.inference import BiClassifier, predict_texts, predict_probs, generate, backward_dls
+from ulmfit_ext.inference import predict_texts, predict_probs
+from ulmfit_ext.pair import BiClassifier, backward_dls
+from ulmfit_ext.generate import generate
 from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, _toy_corpus
 from ulmfit_ext.pipeline import stage2, stage3
 

@@ -1,12 +1,13 @@
-"Tests of `ulmfit_ext.inference`: batch prediction, the forward+backward ensemble and stateful generation, on tiny models."
+"Tests of `ulmfit_ext.inference`, `ulmfit_ext.pair` and `ulmfit_ext.generate`: batch prediction, the forward+backward ensemble and stateful generation, on tiny models."
 import subprocess, sys
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import BaseTokenizer, UNK
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import lm_dls, clas_dls
 from ulmfit_ext.learner import _toy_df, _toy_dls, tiny_cfg, lm_learner, clas_learner
-from ulmfit_ext.inference import (BiClassifier, LMState, as_predictor, backward_dls, generate, generate_ids,
-                                  predict_probs, predict_texts, _filter_logits)
+from ulmfit_ext.inference import as_predictor, predict_probs, predict_texts
+from ulmfit_ext.pair import BiClassifier, backward_dls
+from ulmfit_ext.generate import LMState, generate, generate_ids, _filter_logits
 
 DKW = dict(tok=BaseTokenizer(), n_workers=0, progress=False, cache=False, seed=0)
 
@@ -71,7 +72,7 @@ def test_ensemble_round_trip_fresh_process(toy, tmp_path):
     want = predict_probs(ens, texts, progress=False)
     ens.save(tmp_path/'ens')
     code = ("import sys, json, numpy as np, torch; torch.set_num_threads(1)\n"
-            "from ulmfit_ext.inference import BiClassifier, predict_probs\n"
+            "from ulmfit_ext.inference import predict_probs\nfrom ulmfit_ext.pair import BiClassifier\n"
             "texts = json.load(open(sys.argv[1]))\n"
             "np.save(sys.argv[2], predict_probs(BiClassifier.load(sys.argv[3]), texts, progress=False))")
     (tmp_path/'texts.json').write_text(pd.Series(texts).to_json(orient='values'))
@@ -203,7 +204,7 @@ def test_generate_text(toy):
 # ---------------------------------------------------------------- issue 13: threads, long texts, trust
 import json, os, threading
 from pathlib import Path
-from ulmfit_ext.inference import ensemble_digest
+from ulmfit_ext.pair import ensemble_digest
 from ulmfit_ext.bundle import bundle_digest, save_classifier_bundle, load_bundle
 
 def _threaded(fn, n_threads=4, n_calls=3):
@@ -290,7 +291,7 @@ def test_bundle_pinned_digest_through_predict(toy, tmp_path):
 
 def test_ensemble_save_two_writers(toy, tmp_path, monkeypatch):
     "Two saves of an ensemble to one new folder at once: one wins, the other is refused, the folder loads"
-    import ulmfit_ext.inference as inf
+    import ulmfit_ext.pair as inf
     gate, orig = threading.Barrier(2, timeout=30), inf._ensemble_meta
     monkeypatch.setattr(inf, '_ensemble_meta', lambda ens: (gate.wait(), orig(ens))[1])
     ens = BiClassifier(toy['f'], toy['b'])
@@ -310,7 +311,9 @@ def test_pair_hint_names_the_missing_direction(toy):
     with pytest.raises(UlmfitError, match=r"on forward data: `clas_dls\(\.\.\., backwards=False"): BiClassifier(toy['b'], toy['b'])
 
 # ---------------------------------------------------------------- issue 15: speed paths that must not change results
-from ulmfit_ext.inference import (inference_model, Predictor, _SpacyRules, _clas_logits, _pad_batch, _Steps, _StateSteps, _eval_mode)
+from ulmfit_ext.inference import (inference_model, Predictor, _clas_logits, _pad_batch, _eval_mode)
+from ulmfit_ext.tokens import _SpacyRules
+from ulmfit_ext.generate import _Steps, _StateSteps
 from fastai.text.all import TokenizeWithRules, SpacyTokenizer, WeightDropout
 
 def test_fast_spacy_rules_give_fastai_tokens(shared_dataset):

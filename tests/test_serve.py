@@ -10,7 +10,8 @@ from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import lm_dls, clas_dls
 from ulmfit_ext.learner import _toy_df, tiny_cfg, clas_learner
 from ulmfit_ext.bundle import save_classifier_bundle
-from ulmfit_ext.inference import BiClassifier, as_predictor, predict_probs, backward_dls
+from ulmfit_ext.inference import as_predictor, predict_probs
+from ulmfit_ext.pair import BiClassifier, backward_dls
 from ulmfit_ext.serve import (ServeLimits, RequestError, parse_request, MicroBatcher, create_app, background_server, load_test,
                               _bad_requests)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice
 from .bundle import Bundle, load_bundle
-from .inference import (Predictor, BiClassifier, as_predictor, _concat_pool, _eval_mode, _map_batches, _as_list, _check_texts, _predictors)
+from .inference import (Predictor, as_predictor, _concat_pool, _eval_mode, _map_batches, _as_list, _check_texts, _predictors)
+from .pair import BiClassifier
 
 # %% auto #0
 __all__ = ['POOLS', 'embed_texts']

@@ -11,7 +11,8 @@ from .tokens import _read_df, _check_cols
 from .data import _targets
 from .bundle import bundle_digest
 from .tasks import choose_threshold
-from .inference import BiClassifier, predict_probs, model_task, ensemble_digest, _resolve, _predictors, _ensemble_meta
+from .inference import predict_probs, model_task, _resolve, _predictors
+from .pair import BiClassifier, ensemble_digest, _ensemble_meta
 from .pipeline import StageRun, stage3, task_report, task_figure, save_figure, run_outputs, check_outputs, _lm_source
 
 # %% auto #0

@@ -131,6 +131,30 @@ def _tok_texts(tkz, texts, max_chars:int=200_000) -> list:
         if last: res.append(cur); cur = []
     return res
 
+# %% ../nbs/01d_tokens.ipynb #7b4a46f4
+class _SpacyRules:
+    "fastai's `TokenizeWithRules` over its `SpacyTokenizer`: the same rules, spaCy tokenizer and tokens, without per-token `L`s and spaCy `Token`s"
+    def __init__(self, tok, rules=None, post_rules=None):
+        self.tok, self.rules = tok, list(ifnone(rules, defaults.text_proc_rules))
+        self.post_rules = list(ifnone(post_rules, defaults.text_postproc_rules))
+
+    def _pre(self, t):
+        for r in self.rules: t = r(t)
+        return str(t)
+
+    def __call__(self, batch):
+        from spacy.attrs import ORTH
+        nlp = self.tok.pipe.__self__
+        strings = nlp.vocab.strings
+        for doc in nlp.tokenizer.pipe(map(self._pre, batch), batch_size=self.tok.buf_sz):
+            toks = [strings[h] for h in doc.to_array(ORTH).tolist()]
+            for r in self.post_rules: toks = [r(t) for t in toks]
+            yield toks
+
+def _rules_of(tok, rules, post_rules):
+    "The fastest exact tokenizer-with-rules for `tok`: `_SpacyRules` for fastai's spaCy tokenizer, else fastai's `TokenizeWithRules`"
+    return (_SpacyRules if type(tok) is SpacyTokenizer else TokenizeWithRules)(tok, rules=rules, post_rules=post_rules)
+
 # %% ../nbs/01d_tokens.ipynb #10c87fde
 _STORE_FORMAT = 1
 
