@@ -13,7 +13,8 @@ from .bundle import bundle_digest
 from .tasks import choose_threshold
 from .inference import predict_probs, model_task, _resolve, _predictors
 from .pair import BiClassifier, ensemble_digest, _ensemble_meta
-from .pipeline import StageRun, stage3, task_report, task_figure, save_figure, run_outputs, check_outputs, _lm_source
+from .pipeline import StageRun, stage3, run_outputs, check_outputs, _lm_source
+from .reports import task_report, task_figure, save_figure
 
 # %% auto #0
 __all__ = ['pair_outputs', 'PairRun', 'stage3_pair', 'headline', 'check_pair_outputs', 'evaluate_texts']

@@ -4,23 +4,21 @@
 
 # %% ../nbs/07a_pipeline.ipynb #98d90577
 from __future__ import annotations
-import hashlib, importlib, json, shutil, time, warnings
+import importlib, json, shutil, time
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, clean_leftovers, deterministic, versions, sha256_file, load_opt_state
+from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, deterministic, versions
 from .data import lm_dls, clas_dls
 from .tokens import _read_df, _check_cols
 from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
-from .auto import FitReport, BestEpoch, auto_bs
-from .schedules import GroupLRRecorder
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of, _task
-from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression, sample_per_class
-from .pretrain import checkpoints, _ckpt_name, _rng_state, _set_rng_state, _plain
+from .auto import FitReport, auto_bs
+from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _task
+from .tasks import sample_per_class
+from .pretrain import checkpoints
+from .reports import LossHistory, _hist, class_report, task_report, task_figure, save_figure, plot_losses, plot_confusion, plot_lr_schedule, plot_lr_find, _figure
+from .checkpoints import load_stage_checkpoint, remove_checkpoints, StageCheckpoint, _open_checkpoints, _checkpointer, _data_digest, _bundle_id
 
 # %% auto #0
-__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'labelled_sample',
-           'load_stage_checkpoint', 'remove_checkpoints', 'StageCheckpoint', 'class_report', 'task_report',
-           'task_figure', 'save_figure', 'plot_losses', 'plot_confusion', 'plot_lr_schedule', 'plot_lr_find',
-           'out_labels', 'check_outputs']
+__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'stage3', 'labelled_sample', 'out_labels', 'check_outputs']
 
 # %% ../nbs/07a_pipeline.ipynb #e010c557
 class StageRun:
@@ -163,15 +161,6 @@ def _quiet(learn, progress:bool):
         learn.logger = noop
     return learn
 
-class LossHistory(Callback):
-    "The training loss of every batch and the validation loss of every epoch, across all the fits of a recipe (for the loss plot)"
-    order = Recorder.order + 1
-    def __init__(self): self.train, self.valid = [], []
-    def before_fit(self): self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
-    def after_batch(self):
-        if self.training: self.train.append(float(self.learn.loss.detach()))
-    def after_epoch(self): self.valid.append((len(self.train), float(self.recorder.values[-1][1])))
-
 # %% ../nbs/07a_pipeline.ipynb #94149918
 def _lm_source(lm, sha256=None):
     "(the encoder for `clas_learner`, the vocabulary source for `clas_dls`, backwards?) from a `StageRun`, an LM learner or a folder (pinned to `sha256`)"
@@ -294,239 +283,7 @@ def labelled_sample(data, # A DataFrame or CSV
           + (f", {int(va.sum())} validation rows kept" if valid_col else '') + (f"; {len(df) - len(lab)} rows without a label left out" if len(lab) < len(df) else ''))
     return keep
 
-# %% ../nbs/07a_pipeline.ipynb #b7a28077
-_CK_FORMAT = 'ulmfit_ext.stage_checkpoint'
-
-def _data_digest(*sources) -> str:
-    "A sha256 of the training data (files by content, folders file by file, DataFrames and lists of texts by value), so a resumption can tell it is the same"
-    h = hashlib.sha256()
-    for d in sources:
-        if isinstance(d, (str, Path)) and Path(d).is_file(): h.update(sha256_file(d).encode())
-        elif isinstance(d, (str, Path)) and Path(d).is_dir():
-            for f in sorted(p for p in Path(d).rglob('*') if p.is_file()): h.update(f"{f.relative_to(d)}:{sha256_file(f)}".encode())
-        elif isinstance(d, pd.DataFrame): h.update(str(list(d.columns)).encode()); h.update(pd.util.hash_pandas_object(d, index=True).values.tobytes())
-        elif isinstance(d, (list, tuple, pd.Series, L)): h.update('\x00'.join(map(str, d)).encode())
-        else: h.update(repr(d).encode())
-        h.update(b'\x01')
-    return h.hexdigest()
-
-def _bundle_id(src) -> str|None:
-    "The `bundle_digest` of a bundle folder, a sha256 of the encoder weights of a learner, `None` for no weights; 'wt103' for fastai's"
-    if isinstance(src, Learner):
-        h = hashlib.sha256()
-        for k, v in _encoder_of(src.model).state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-    return bundle_digest(src) if isinstance(src, (str, Path)) and src != 'wt103' else src
-
-def _json_settings(settings:dict) -> dict: return json.loads(json.dumps(settings, default=str))
-
-def load_stage_checkpoint(folder) -> dict|None:
-    "The newest checkpoint of `stage2`/`stage3` in `folder` that loads, or `None`; damaged newer ones are skipped with a warning"
-    damaged = []
-    for f in reversed(checkpoints(folder)):
-        try: st = torch.load(f, map_location='cpu', weights_only=True)
-        except Exception: st = None
-        if isinstance(st, dict) and st.get('format') == _CK_FORMAT:
-            if damaged: warnings.warn(f"Skipped the damaged checkpoint(s) {', '.join(p.name for p in damaged)} in {folder}; resuming from {f.name}.")
-            return dict(st, file=f)
-        damaged.append(f)
-    return None
-
-def _open_checkpoints(folder, key, resume:bool) -> dict|None:
-    "The checkpoint to resume from in `folder` (`None` for a fresh start), refusing one made with other settings than `key()`"
-    if folder is None: return None
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir(): raise UlmfitError(f"`checkpoint_dir`={str(folder)!r} is a file; pass a folder (new or existing).")
-    clean_leftovers(folder, max_age=0)   # what killed writers left
-    if not resume or not checkpoints(folder): return None
-    ck = load_stage_checkpoint(folder)
-    if ck is None: raise UlmfitError(f"{folder} holds checkpoints of an unfinished run, but none of them loads (damaged). Pass `resume=False` to start afresh.")
-    f = folder/'settings.json'
-    old, new = (json.loads(f.read_text()) if f.is_file() else {}), _json_settings(key())
-    diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
-    if diff:
-        lines = '; '.join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in diff.items())
-        raise UlmfitError(f"{folder} holds checkpoints of an unfinished run ({ck['epoch']} epoch(s) done) with other settings ({lines}). Run again with the same settings "
-                          "to resume it, pass `resume=False` to start afresh (its epochs are then discarded), or use another folder.")
-    return ck
-
-def _checkpointer(folder, key, ck):
-    "The `StageCheckpoint` of a run with `checkpoint_dir=folder` (`None` without one)"
-    return None if folder is None else StageCheckpoint(folder, key, ck)
-
-def remove_checkpoints(folder):
-    "Delete what `StageCheckpoint` wrote into `folder` (its checkpoints, settings.json, leftovers), and `folder` itself if that empties it"
-    folder = Path(folder)
-    if not folder.is_dir(): return
-    for f in [*checkpoints(folder), folder/'settings.json']: f.unlink(missing_ok=True)
-    clean_leftovers(folder, max_age=0)
-    try: folder.rmdir()
-    except OSError: pass   # something else is in there: left alone
-
-# %% ../nbs/07a_pipeline.ipynb #be66640d
-def _cb_of(learn, cls): return next((c for c in learn.cbs if isinstance(c, cls)), None)
-
-class StageCheckpoint(Callback):
-    "After every epoch of a Stage-2/3 recipe, atomically save what an exact resumption needs; when resuming, skip the epochs done and restore that state"
-    order = 100   # last: `Recorder`, `LossHistory` and `BestEpoch` have recorded the epoch
-    def __init__(self, folder, # Where the `epoch_NNN.pth` files and settings.json go
-                 key, # A function returning the run's settings (written to settings.json with the first checkpoint)
-                 ck:dict=None, # The checkpoint to resume from (`load_stage_checkpoint`)
-                 keep:int=2, # How many of the newest checkpoints to keep
-                ):
-        self.folder, self.key, self.ck, self.keep, self.next_base = Path(folder), key, ck, keep, 0
-        self.start = ck['epoch'] if ck else 0
-        self.rows = list(ck['rows']) if ck else []
-        self.resumed = [*ck['resumed'], ck['epoch']] if ck else []
-    def before_fit(self):
-        self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
-        self.base = self.next_base   # epochs of the recipe's earlier fits (gradual unfreezing 'scripts' and chain-thaw make several)
-    def before_epoch(self):
-        g = self.base + self.epoch   # 0-based epoch of the whole recipe
-        self.next_base = g + 1
-        self.learn.replaying = g < self.start   # `BestEpoch` does not stop early on a replayed epoch
-        if g < self.start:   # finished before the interruption: its logged row is shown (and seen by `BestEpoch`) again, its state restored at its end
-            self.recorder.log = L(self.epoch) + L(self.rows[g])
-            raise CancelEpochException()
-    def after_epoch(self):
-        n = self.base + self.epoch + 1   # epochs done
-        if n < self.start: return
-        if n == self.start: return self._restore()
-        self.rows.append([float(v) if isinstance(v, (int, float, np.number, Tensor)) else v for v in self.recorder.values[-1]])
-        self._save(n)
-
-# %% ../nbs/07a_pipeline.ipynb #bc363e83
-@patch
-def _state(self:StageCheckpoint, n:int) -> dict:
-    "Everything a resumption after `n` epochs restores"
-    learn = self.learn
-    sel, gl, hist, sm = _cb_of(learn, BestEpoch), _cb_of(learn, GroupLRRecorder), _hist(learn), learn.recorder.smooth_loss
-    rep = getattr(learn, 'fit_report', None) or FitReport()
-    return _bare(dict(format=_CK_FORMAT, epoch=n, model=learn.model.state_dict(), opt=learn.opt.state_dict(), report=rep.as_dict(),
-                       best_n=sel.n if sel else None, best_state=sel.state if sel else None, rows=self.rows, resumed=self.resumed,
-                       hist=(list(hist.train), [list(v) for v in hist.valid]) if hist else None, group_lrs=(gl.lrs, gl.trn) if gl else None,
-                       smooth=(sm.val, sm.count), rng=_rng_state(learn)))
-
-def _bare(o):
-    "`_plain(o)` with NumPy arrays made lists and fastai's tensor subclasses (`TensorBase`) plain tensors: `torch.load(weights_only=True)` accepts nothing else"
-    o = _plain(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, dict): return {k: _bare(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_bare(v) for v in o)
-    return o.as_subclass(Tensor) if isinstance(o, Tensor) and type(o) is not Tensor and not isinstance(o, nn.Parameter) else o
-
-@patch
-def _save(self:StageCheckpoint, n:int):
-    "Write the checkpoint after `n` epochs atomically (a fresh run first replaces what an earlier run left), then keep only the newest `keep`"
-    if n == self.start + 1 and self.ck is None:   # the first checkpoint of a fresh run
-        for f in checkpoints(self.folder): f.unlink()
-        with atomic_path(self.folder/'settings.json') as p: p.write_text(json.dumps(_json_settings(self.key()), indent=1))
-    with atomic_path(self.folder/_ckpt_name(n)) as p: torch.save(self._state(n), p)
-    for old in checkpoints(self.folder)[:-self.keep]: old.unlink()
-
-@patch
-def _restore(self:StageCheckpoint):
-    "Put the state saved after `start` epochs back: model, optimizer, report and best weights, records, random generators"
-    ck, learn = self.ck, self.learn
-    rep, r = learn.fit_report, ck['report']
-    if rep.n_epoch != r['n_epoch']:
-        raise UlmfitError(f"The checkpoint {ck['file']} comes from a run with a budget of {r['n_epoch']} epochs, but this one has {rep.n_epoch}: the data or its "
-                          "preparation changed. Pass `resume=False` to start afresh.")
-    learn.model.load_state_dict(ck['model'])
-    load_opt_state(learn.opt, ck['opt'])   # on the model's device (fastai's `load_state_dict` does not move it)
-    for k in ('history', 'best_epoch', 'stopped_early', 'lr_source', 'lr_find'): setattr(rep, k, r[k])
-    sel, gl, hist, sm = _cb_of(learn, BestEpoch), _cb_of(learn, GroupLRRecorder), _hist(learn), learn.recorder.smooth_loss
-    if sel is not None: sel.n, sel.state = ck['best_n'], ck['best_state']
-    if hist is not None and ck['hist'] is not None: hist.train[:], hist.valid[:] = ck['hist'][0], [tuple(v) for v in ck['hist'][1]]   # in place: `train` would shadow `Learner.train`
-    if gl is not None and ck['group_lrs'] is not None: gl.lrs[:], gl.trn[:] = [list(x) for x in ck['group_lrs'][0]], [list(x) for x in ck['group_lrs'][1]]
-    sm.val, sm.count = ck['smooth'][0], ck['smooth'][1]
-    _set_rng_state(learn, ck['rng'])
-    learn.replaying = False
-    if rep.stopped_early:   # the run had ended (stopped early) before it was saved: it ends here again, with its best weights
-        print(f"Resuming from {ck['file']}: the run had stopped early after {self.start} epoch(s); nothing is left to train.")
-        raise CancelFitException()
-    print(f"Resuming from {ck['file']}: {self.start} epoch(s) done, continuing with epoch {self.start + 1}.")
-
-# %% ../nbs/07a_pipeline.ipynb #bc961090
-def class_report(y_true, # True class indices
-                 y_pred, # Predicted class indices
-                 labels:list, # Class names, in index order
-                ) -> dict:
-    "Accuracy, macro F1, and each class's precision, recall, F1 and support, with the confusion matrix (rows: true class)"
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-    idx = list(range(len(labels)))
-    cm = confusion_matrix(y_true, y_pred, labels=idx)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
-    per = {str(l): dict(precision=float(p[i]), recall=float(r[i]), f1=float(f[i]), support=int(s[i])) for i, l in enumerate(labels)}
-    return dict(accuracy=float(np.trace(cm) / max(cm.sum(), 1)), macro_f1=float(f.mean()), n=int(cm.sum()), per_class=per, confusion_matrix=cm.tolist())
-
-# %% ../nbs/07a_pipeline.ipynb #250d5c2e
-def task_report(task:dict, # The classifier's task (`tasks.task_of`, with a multi-label `threshold`)
-                targets, # True class indices, 0/1 rows, or values
-                probs, # The model's outputs: probabilities (one column per class or label) or values
-                labels:list, # Output names
-               ) -> dict:
-    "The report of `probs` against `targets` for `task`: `class_report`, `multilabel_report` or `regression_report`"
-    t, probs = task['type'], np.asarray(probs)
-    if t == 'multi_label': return multilabel_report(targets, probs, labels, task.get('threshold', 0.5))
-    if t == 'regression': return regression_report(targets, probs.reshape(len(probs), -1)[:, 0])
-    return class_report(np.asarray(targets), probs.argmax(1), labels)
-
-def task_figure(task:dict, report:dict, targets, probs, labels:list, title:str) -> tuple:
-    "(file name, matplotlib figure) of the plot of a `task_report`"
-    t = task['type']
-    if t == 'multi_label': return 'per_label.png', plot_per_label(report, title)
-    if t == 'regression': return 'predictions.png', plot_regression(targets, np.asarray(probs).reshape(len(probs), -1)[:, 0], title)
-    return 'confusion_matrix.png', plot_confusion(report['confusion_matrix'], labels, title)
-
-# %% ../nbs/07a_pipeline.ipynb #cd36b856
-def _figure(w=6, h=4):
-    "A new matplotlib `Figure` and its axis, independent of pyplot"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h))
-    return fig, fig.subplots()
-
-def save_figure(fig, path, overwrite:bool=True):
-    "Save the matplotlib `fig` as a PNG at `path` in one step"
-    with atomic_path(path, overwrite) as p: fig.savefig(p, format='png', dpi=90, bbox_inches='tight')
-
-def plot_losses(hist:LossHistory, title:str):
-    "Figure of the training loss of every batch and the validation loss of every epoch"
-    fig, ax = _figure()
-    ax.plot(range(1, len(hist.train) + 1), hist.train, alpha=.6, label='training loss (each batch)')
-    if hist.valid: ax.plot(*zip(*hist.valid), 'o-', label='validation loss (end of each epoch)')
-    ax.set(xlabel='batch', ylabel='loss', title=title); ax.legend()
-    return fig
-
-def plot_confusion(cm, labels:list, title:str):
-    "Figure of the confusion matrix `cm` (rows: true class) with the count in every cell"
-    cm, n = np.asarray(cm), len(labels)
-    fig, ax = _figure(2 + .7*n, 1.6 + .6*n)
-    ax.imshow(cm, cmap='Blues')
-    ax.set_xticks(range(n), [str(l) for l in labels], rotation=45, ha='right'); ax.set_yticks(range(n), [str(l) for l in labels])
-    for i in range(n):
-        for j in range(n): ax.text(j, i, int(cm[i, j]), ha='center', va='center', color='white' if cm[i, j] > cm.max()/2 else 'black')
-    ax.set(xlabel='predicted', ylabel='actual', title=title)
-    return fig
-
-def plot_lr_schedule(learn, title:str):
-    "Figure of every layer group's learning rate at every iteration (`Learner.plot_group_lrs`)"
-    fig, ax = _figure()
-    learn.plot_group_lrs(ax=ax); ax.set_title(title)
-    return fig
-
-def plot_lr_find(report:FitReport, title:str):
-    "Figure of the learning-rate finder's loss curve with the rate chosen"
-    fig, ax = _figure()
-    f = report.lr_find
-    ax.plot(f['lrs'], f['losses']); ax.set_xscale('log')
-    ax.axvline(report.lr, color='C1', ls='--', label=f"chosen: {report.lr:.3g} (a tenth of the rate at the lowest loss)")
-    ax.set(xlabel='learning rate (head only)', ylabel='smoothed loss', title=title); ax.legend()
-    return fig
-
 # %% ../nbs/07a_pipeline.ipynb #efd159b5
-def _hist(learn) -> LossHistory: return next((c for c in learn.cbs if isinstance(c, LossHistory)), None)
-
 def _valid_scores(learn) -> dict:
     "Validation loss and metrics of the kept weights, by name"
     names = ['valid_loss'] + [m.name for m in learn.metrics]
