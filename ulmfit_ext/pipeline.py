@@ -14,7 +14,7 @@ from .auto import FitReport, BestEpoch, auto_bs
 from .schedules import GroupLRRecorder
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _encoder_of, _task
 from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression, sample_per_class
-from .pretrain import checkpoints, _ckpt_name, _rng_state, _set_rng_state, _plain
+from .checkpoint import checkpoints, _ckpt_name, _rng_state, _set_rng_state, _plain
 
 # %% auto #0
 __all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'LossHistory', 'stage3', 'labelled_sample',
