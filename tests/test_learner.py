@@ -116,7 +116,7 @@ def test_lm_learner_refuses_bad_sizes_before_building(dls, kw, msg, monkeypatch)
 
 def test_absurd_size_checked_against_memory(dls, monkeypatch):
     "The estimate is compared with the memory available: a size that fits a big machine is refused on a small one"
-    import ulmfit_ext.learner as ul
+    import ulmfit_ext.model_checks as ul
     monkeypatch.setattr(ul, 'available_memory', lambda: 10**6)   # a 1 MB machine
     with pytest.raises(UlmfitError, match=r'`emb_sz`=400, `n_hid`=1152 and `n_layers`=3 with \d+ tokens make a model of [\d,]+ parameters'):
         lm_learner(dls[0])

@@ -10,7 +10,7 @@ from ulmfit_ext.cli import main
 from ulmfit_ext.bundle import load_bundle
 from ulmfit_ext.learner import _toy_df, tiny_cfg
 from ulmfit_ext.pipeline import stage2, stage3
-from ulmfit_ext.checkpoints import checkpoints, load_stage_checkpoint
+from ulmfit_ext.stage_checkpoint import checkpoints, load_stage_checkpoint
 from ulmfit_ext.pretrain import _toy_corpus
 
 REPO = Path(cli.__file__).parent.parent

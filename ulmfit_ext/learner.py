@@ -4,9 +4,10 @@
 
 # %% ../nbs/05_learner.ipynb #6d87a1df
 from __future__ import annotations
-import difflib, importlib, inspect, warnings
+import importlib
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, check_int, available_memory
+from .core import UlmfitError, check_range, check_args, check_int
+from .model_checks import _check_model_args
 from .splitters import lm_splitter, clas_splitter
 from .bundle import resolve_pretrained
 from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
@@ -52,49 +53,6 @@ def _toy_dls(df=None, is_lm=False, vocab=None, bs=8, seq_len=10, backwards=False
     return db.dataloaders(df, bs=bs, seq_len=seq_len) if is_lm else db.dataloaders(df, bs=bs)
 
 tiny_cfg = dict(emb_sz=20, n_hid=10, n_layers=2)
-
-# %% ../nbs/05_learner.ipynb #e0424242
-_AWD_ARGS = set(inspect.signature(AWD_LSTM.__init__).parameters) - {'self', 'vocab_sz'}
-_HEAD_ARGS = dict(lm={'tie_weights', 'out_bias', 'output_p', 'init'}, classifier={'output_p', 'init'})
-
-def _awd_params(vocab_sz:int, emb_sz:int, n_hid:int, n_layers:int, bidir:bool=False) -> dict:
-    "Parameter counts of an AWD-LSTM (with `WeightDropout`'s copy of each hidden-to-hidden matrix), by the size that makes them: `emb_sz` (embedding, last LSTM) or `n_hid`"
-    nd, res = (2 if bidir else 1), dict(emb_sz=vocab_sz*emb_sz, n_hid=0)
-    for l in range(n_layers):
-        last = l == n_layers-1
-        i, h = (emb_sz if l == 0 else n_hid), (emb_sz if last else n_hid)//nd
-        res['emb_sz' if last else 'n_hid'] += nd * (4*h*(i + 2*h) + 8*h)
-    return res
-
-def _gb(n:int) -> str: return f"{n/2**30:,.1f} GiB"
-
-def _check_size(counts:dict, cfg:dict, vocab_sz:int):
-    "Refuse a model whose float32 weights exceed the memory available; warn if training it (4 copies) would"
-    n, mem = sum(counts.values()), available_memory()
-    if mem is None: return
-    top = max(counts, key=counts.get)
-    desc = (f"`emb_sz`={cfg['emb_sz']}, `n_hid`={cfg['n_hid']} and `n_layers`={cfg['n_layers']} with {vocab_sz:,} tokens make a model of {n:,} parameters "
-            f"({_gb(4*n)} as float32, mostly from `{top}`)")
-    if 4*n > mem: raise UlmfitError(f"{desc}, more than the {_gb(mem)} of memory available. Choose smaller sizes (the paper's are emb_sz=400, n_hid=1152, n_layers=3).")
-    if 16*n > mem: warnings.warn(f"{desc}: training it with Adam needs about {_gb(16*n)}, more than the {_gb(mem)} of memory available.")
-
-def _check_model_args(cfg:dict, drop_mult, vocab_sz:int, kind:str):
-    "Raise `UlmfitError` for unknown `config` keys, bad sizes or dropouts, or a model too large for this machine, before anything is built"
-    known = _AWD_ARGS | _HEAD_ARGS[kind]
-    unknown = [k for k in cfg if k not in known]
-    if unknown:
-        close = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
-        hint = '; '.join(f"{k!r}: did you mean {c[0]!r}?" for k,c in close.items() if c)
-        raise UlmfitError(f"`config` has unknown key(s) {unknown}" + (f" ({hint})" if hint else '') + f". Known keys are {sorted(known)}.")
-    check_args(emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'], drop_mult=drop_mult)
-    ps = {k: v for k,v in cfg.items() if k.endswith('_p')}
-    for k,v in ps.items(): check_range(k, v, 0, 1, hint='It is a dropout probability.')
-    over = {k: v for k,v in ps.items() if v*drop_mult > 1}
-    if over:
-        raise UlmfitError(f"`drop_mult`={drop_mult} makes dropout probabilities above 1 ({', '.join(f'{k} {v}×{drop_mult}' for k,v in over.items())}): "
-                          f"use a `drop_mult` of at most {1/max(over.values()):.3g}.")
-    if cfg.get('bidir') and (cfg['n_hid'] % 2 or cfg['emb_sz'] % 2): raise UlmfitError("A bidirectional AWD-LSTM (`bidir=True`) needs an even `emb_sz` and `n_hid`.")
-    _check_size(_awd_params(vocab_sz, cfg['emb_sz'], cfg['n_hid'], cfg['n_layers'], cfg.get('bidir', False)), cfg, vocab_sz)
 
 # %% ../nbs/05_learner.ipynb #5859f890
 @delegates(Learner.__init__)

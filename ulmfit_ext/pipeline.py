@@ -13,9 +13,9 @@ from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, reso
 from .auto import FitReport, auto_bs
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _task
 from .tasks import sample_per_class
-from .pretrain import checkpoints
+from .epoch_checkpoint import checkpoints
 from .reports import LossHistory, _hist, class_report, task_report, task_figure, save_figure, plot_losses, plot_confusion, plot_lr_schedule, plot_lr_find, _figure
-from .checkpoints import load_stage_checkpoint, remove_checkpoints, StageCheckpoint, _open_checkpoints, _checkpointer, _data_digest, _bundle_id
+from .stage_checkpoint import load_stage_checkpoint, remove_checkpoints, StageCheckpoint, _open_checkpoints, _checkpointer, _data_digest, _bundle_id
 
 # %% auto #0
 __all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'stage3', 'labelled_sample', 'out_labels', 'check_outputs']

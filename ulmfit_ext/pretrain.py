@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file, load_opt_state
+from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
 from .core import deterministic as _deterministic
 from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
 from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _text_tfms, _check_streams
@@ -15,11 +15,12 @@ from .subword import spm_tokenizer
 from .bundle import save_lm_bundle, _is_bundle
 from .weights import wt103_files
 from .learner import lm_learner
+from .epoch_checkpoint import EpochCheckpoint, checkpoints, load_checkpoint, _resume
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
 # %% auto #0
-__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'word_perplexity', 'EpochCheckpoint', 'checkpoints',
-           'load_checkpoint', 'PretrainResult', 'pretrain_lm', 'Stage1', 'find_stage1']
+__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'word_perplexity', 'PretrainResult', 'pretrain_lm', 'Stage1',
+           'find_stage1']
 
 # %% ../nbs/07_pretrain.ipynb #06aa2284
 pretrain_presets = {
@@ -124,96 +125,6 @@ def word_perplexity(lm, # An LM bundle folder, a name of `io.shipped_models`, or
             nll += F.cross_entropy(o.reshape(-1, o.shape[-1]), y[:, i:i + bptt].reshape(-1), reduction='sum').item()
     w = n_words * n / len(ids)   # the words of the predicted part of the stream
     return dict(perplexity=math.exp(nll / w), tokens_per_word=len(ids) / n_words, n_words=n_words, n_tokens=len(ids))
-
-# %% ../nbs/07_pretrain.ipynb #e1a7ee20
-def _ckpt_name(n_done:int) -> str: return f'epoch_{n_done:03d}.pth'
-
-def _doc_order(dl) -> list|None:
-    "The current document order of an `LMDataLoader` (each epoch shuffles it further, in place); `None` for other loaders (e.g. a classifier's DataFrame)"
-    items = getattr(dl, 'items', None)
-    return list(map(int, items.idxs)) if hasattr(items, 'reindex') and hasattr(items, 'idxs') else None
-
-def _set_doc_order(dl, order:list):
-    "Put an `LMDataLoader`'s documents (and their lengths) back in the saved `order`"
-    dl.items.reindex(L(order)); dl.lens.reindex(dl.items.idxs); dl.make_chunks()
-
-def _rng_state(learn) -> dict:
-    "The states of Python's, NumPy's and PyTorch's generators and of the training loader's shuffling (its generator and document order)"
-    npst = np.random.get_state()
-    return dict(python=random.getstate(), numpy=[npst[0], torch.from_numpy(npst[1].astype(np.int64)), *npst[2:]],
-                torch=torch.get_rng_state(), dl=learn.dls.train.rng.getstate(), dl_order=_doc_order(learn.dls.train),
-                dl_epoch=getattr(learn.dls.train, 'epoch', None),   # `VarLenLMDataLoader` draws each epoch's lengths from it
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-def _set_rng_state(learn, st:dict):
-    "Restore the generator states saved by `_rng_state`"
-    random.setstate(_as_tuple(st['python'])); torch.set_rng_state(st['torch'])
-    np.random.set_state((st['numpy'][0], st['numpy'][1].numpy().astype(np.uint32), *st['numpy'][2:]))
-    learn.dls.train.rng.setstate(_as_tuple(st['dl']))
-    if st.get('dl_order') is not None: _set_doc_order(learn.dls.train, st['dl_order'])
-    if st.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
-
-def _plain(o):
-    "`o` with NumPy scalars turned into Python numbers and `L`s into lists, so that `torch.load(weights_only=True)` accepts it"
-    if isinstance(o, dict): return {k: _plain(v) for k,v in o.items()}
-    if isinstance(o, L): return [_plain(v) for v in o]
-    if isinstance(o, (list, tuple)): return type(o)(_plain(v) for v in o)
-    return o.item() if isinstance(o, np.generic) else o
-
-def _as_tuple(o): return tuple(_as_tuple(x) for x in o) if isinstance(o, (list, tuple)) else o
-
-# %% ../nbs/07_pretrain.ipynb #9b267105
-class EpochCheckpoint(Callback):
-    "After every trained epoch, atomically save model, optimizer, epoch count, history and RNG states into `folder`"
-    order, run_valid = Recorder.order + 5, False   # after the `Recorder` has logged the epoch
-    def __init__(self, folder, # Where the `epoch_NNN.pth` files go
-                 start_epoch:int=0, # Epochs already done (resuming): earlier epochs are skipped, not saved
-                 state:dict=None, # The checkpoint resumed from: its history, losses and rates are continued
-                 keep:int=2, # How many of the newest checkpoints to keep
-                 run_id:int=0, # Number of this run (0 first, +1 for each resumption), recorded per epoch
-                ):
-        store_attr('start_epoch,keep,run_id'); self.folder = Path(folder)
-        st = state or {}
-        self.history, self.losses, self.lrs = list(st.get('history', [])), list(st.get('losses', [])), list(st.get('lrs', []))
-        self.dl_epoch = (st.get('rng') or {}).get('dl_epoch')
-
-    def before_fit(self):
-        "Resuming variable-length BPTT: go on with the lengths of the next epoch, once the schedule was sized on epoch 0's as in the first run"
-        if self.dl_epoch is not None and isinstance(self.dls.train, VarLenLMDataLoader): self.dls.train.epoch, self.dls.train._plan = self.dl_epoch, None
-
-    def after_batch(self):
-        if self.training: self.losses.append(self.learn.loss.detach().item()); self.lrs.append(float(self.opt.hypers[-1]['lr']))
-
-    def after_epoch(self):
-        if self.epoch < self.start_epoch: return   # skipped by fastai's `SkipToEpoch`
-        names, log = self.recorder.metric_names[1:], self.recorder.log[1:]
-        self.history.append(dict(epoch=self.epoch+1, run=self.run_id, **{n: (float(v) if isinstance(v, (float, int, np.floating, Tensor)) else v) for n,v in zip(names, log)}))
-        self.save(self.epoch+1)
-
-# %% ../nbs/07_pretrain.ipynb #51efaa5e
-@patch
-def save(self:EpochCheckpoint, n_done:int) -> Path:
-    "Write the checkpoint after `n_done` epochs atomically, then delete all but the newest `keep`"
-    st = dict(format='ulmfit_ext.pretrain_checkpoint', epoch=n_done, model=self.learn.model.state_dict(), opt=_plain(self.learn.opt.state_dict()),
-              history=self.history, losses=self.losses, lrs=self.lrs, vocab=list(self.learn.dls.vocab), rng=_rng_state(self.learn))
-    dest = self.folder/_ckpt_name(n_done)
-    with atomic_path(dest) as p: torch.save(st, p)
-    for old in checkpoints(self.folder)[:-self.keep]: old.unlink()
-    return dest
-
-# %% ../nbs/07_pretrain.ipynb #b8c3e10f
-def checkpoints(folder) -> list:
-    "The complete checkpoint files `epoch_NNN.pth` in `folder`, oldest first"
-    folder = Path(folder)
-    return sorted(folder.glob('epoch_[0-9][0-9][0-9].pth')) if folder.is_dir() else []
-
-def load_checkpoint(folder) -> dict|None:
-    "The newest checkpoint in `folder` that loads, or `None`; damaged ones are skipped with a warning"
-    for f in reversed(checkpoints(folder)):
-        try: st = torch.load(f, map_location='cpu', weights_only=True)
-        except Exception as e: warnings.warn(f"Skipping the damaged checkpoint {f} ({type(e).__name__}); trying the one before."); continue
-        if isinstance(st, dict) and st.get('format') == 'ulmfit_ext.pretrain_checkpoint': return dict(st, file=f)
-    return None
 
 # %% ../nbs/07_pretrain.ipynb #243a2c84
 def _describe(src) -> str:
@@ -381,16 +292,6 @@ def _finish(learn, cb, out, settings, data, t0) -> dict:
     _plot_losses(cb, out/'loss.png', len(learn.dls.train))
     with atomic_path(out/'metrics.json') as p: p.write_text(json.dumps(metrics, indent=1))
     return metrics
-
-# %% ../nbs/07_pretrain.ipynb #9bd6db9e
-def _resume(learn, ck):
-    "Load model, optimizer and RNG states of checkpoint `ck` into `learn`; return the number of epochs done"
-    learn.model.load_state_dict(ck['model'])
-    if learn.opt is None: learn.create_opt()
-    load_opt_state(learn.opt, ck['opt'])   # on the model's device (fastai's `load_state_dict` does not move it)
-    _set_rng_state(learn, ck['rng'])
-    print(f"Resuming from {ck['file']}: {ck['epoch']} epoch(s) done, continuing with epoch {ck['epoch']+1}.")
-    return int(ck['epoch'])
 
 # %% ../nbs/07_pretrain.ipynb #39e180c9
 def _check_pretrain_args(p:dict, bptt, seed, clip, valid_pct, cut_frac, ratio):
