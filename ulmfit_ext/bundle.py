@@ -11,16 +11,16 @@ from fastai.text.all import *
 from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions
 from .weights import (normalize_keys, sd_kind, infer_config, check_compatible, RemapReport, load_weights, encoder_of, encoder_state,
                                 load_encoder_weights, remap_embeddings, read_itos, read_weights, wt103_files)
+from .tok_spec import tokenizer_spec, build_tokenizer, _sp_model_file, _edited, _SP_TOKS
+
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'bundle_archs', 'shipped_models', 'load_pretrained_lm', 'model_kind',
-           'model_config', 'build_model', 'tokenizer_spec', 'build_tokenizer', 'save_bundle', 'bundle_digest',
-           'verify_bundle', 'Bundle', 'other_arch', 'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained',
-           'save_lm_bundle', 'save_encoder_bundle', 'save_classifier_bundle', 'load_legacy']
+           'model_config', 'build_model', 'save_bundle', 'bundle_digest', 'verify_bundle', 'Bundle', 'other_arch',
+           'load_bundle', 'models_dir', 'shipped_bundle', 'resolve_pretrained', 'save_lm_bundle', 'save_encoder_bundle',
+           'save_classifier_bundle', 'load_legacy']
 
 # %% ../nbs/04a_bundle.ipynb #79e09314
-_SP_TOKS = ('SentencePieceTokenizer', 'SpmTokenizer')
-
 def _check_subword(b, rep:RemapReport, source):
     "Refuse to remap a SentencePiece bundle onto a vocabulary that shares under half its tokens: the task's text was tokenized another way"
     if (b.tokenizer_spec or {}).get('tokenizer') not in _SP_TOKS or rep.n_shared >= rep.n_target/2: return
@@ -119,65 +119,6 @@ def build_model(cfg:dict) -> nn.Module:
     h = cfg['clas_head']
     return get_text_classifier(AWD_LSTM, vs, h['n_class'], seq_len=h['seq_len'], config={**awd, 'output_p': h['output_p']}, lin_ftrs=h['lin_ftrs'],
                                ps=h['ps'], pad_idx=h['pad_idx'], max_len=h['max_len'], y_range=h['y_range'])
-
-# %% ../nbs/04a_bundle.ipynb #877aa952
-_TOK_PARAMS = (('SpacyTokenizer', ('special_toks', 'buf_sz')), ('BaseTokenizer', ('split_char',)),
-               ('SentencePieceTokenizer', ('special_toks', 'vocab_sz', 'max_vocab_sz', 'model_type', 'char_coverage')),
-               ('SpmTokenizer', ('special_toks', 'model_type')))
-
-def _fn_name(f): return getattr(f, '__name__', None) or getattr(getattr(f, 'func', None), '__name__', repr(f))
-
-def _sp_model_file(tok):
-    "The trained SentencePiece model file of `tok`, if there is one"
-    f = getattr(tok, 'sp_model', None) or Path(getattr(tok, 'cache_dir', 'tmp'))/'spm.model'
-    return Path(f) if Path(f).exists() else None
-
-def tokenizer_spec(tok) -> dict:
-    "A JSON-able description of a fastai `Tokenizer` (or bare `SpacyTokenizer`/`SentencePieceTokenizer`/`SpmTokenizer`/`BaseTokenizer`)"
-    if tok is None or isinstance(tok, dict): return tok
-    outer = tok if isinstance(tok, Tokenizer) else None
-    inner = outer.tok if outer else tok
-    cls = type(inner).__name__
-    params = {k: getattr(inner, k) for k in dict(_TOK_PARAMS).get(cls, ()) if hasattr(inner, k)}
-    if cls == 'SpacyTokenizer': params['lang'] = inner.pipe.__self__.lang
-    rules = [_fn_name(r) for r in (outer.rules if outer else [])]
-    return dict(tokenizer=cls, params=json.loads(json.dumps(params, default=str)), rules=rules, sep=outer.sep if outer else ' ')
-
-# %% ../nbs/04a_bundle.ipynb #68a1d96a
-def _spm_in(folder) -> Path:
-    "The `spm.model` of the bundle `folder`, or a `UlmfitError` saying it is missing"
-    f = Path(folder or '.')/'spm.model'
-    if folder is None or not f.is_file(): raise UlmfitError(f"tokenizer.json names a SentencePiece tokenizer, but there is no {f}: pass the bundle folder that holds its spm.model.")
-    return f
-
-_RULES = (fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj, lowercase, replace_space)
-
-def _edited(f, e) -> UlmfitError:
-    "The error for a bundle file whose contents do not have the shape `save_bundle` writes"
-    what = f"lacks the key {e}" if isinstance(e, KeyError) else f"holds a value the library cannot use ({type(e).__name__}: {e})"
-    return UlmfitError(f"{f} {what}: the file was edited by hand or comes from another program. Save the bundle again with `save_bundle`.")
-
-def build_tokenizer(spec:dict, # A `tokenizer_spec` dict
-                    folder=None, # The bundle folder (for a SentencePiece model file `spm.model`)
-                   ) -> Tokenizer:
-    "A fastai `Tokenizer` from a `tokenizer_spec`, using only fastai's known tokenizers and rules"
-    try: return _build_tokenizer(spec, folder)
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        if isinstance(e, UlmfitError): raise
-        raise _edited(Path(folder)/'tokenizer.json' if folder else 'The tokenizer description', e) from None
-
-def _build_tokenizer(spec, folder):
-    known = dict(SpacyTokenizer=SpacyTokenizer, BaseTokenizer=BaseTokenizer, SentencePieceTokenizer=SentencePieceTokenizer, SpmTokenizer=None)
-    if spec['tokenizer'] not in known: raise UlmfitError(f"Tokenizer {spec['tokenizer']!r} is not one of fastai's or ulmfit_ext's tokenizers {list(known)}: rebuild it yourself from tokenizer.json.")
-    if spec['tokenizer'] == 'SpmTokenizer':
-        from ulmfit_ext.subword import SpmTokenizer   # only SentencePiece bundles need the subword module
-        known['SpmTokenizer'] = SpmTokenizer
-    rules = {f.__name__: f for f in _RULES}
-    unknown = [r for r in spec['rules'] if r not in rules]
-    if unknown: raise UlmfitError(f"Unknown tokenizer rules {unknown}: only fastai's {list(rules)} are rebuilt. Build the `Tokenizer` yourself with your rules.")
-    params = dict(spec['params'])
-    if spec['tokenizer'] in _SP_TOKS: params.update(sp_model=_spm_in(folder), cache_dir=str(folder))
-    return Tokenizer(known[spec['tokenizer']](**params), rules=[rules[r] for r in spec['rules']], sep=spec.get('sep', ' '))
 
 # %% ../nbs/04a_bundle.ipynb #5e182080
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ulmfit_ext.bundle', 1
