@@ -10,6 +10,7 @@ from ulmfit_ext.core import UlmfitError, sha256_file
 import ulmfit_ext.weights as uweights, ulmfit_ext.bundle as ubundle
 from ulmfit_ext.bundle import *
 from ulmfit_ext.weights import *
+from ulmfit_ext.tok_spec import *
 
 ROOT = Path(__file__).resolve().parent.parent
 
