@@ -13,8 +13,8 @@ from ulmfit_ext.inference import predict_texts, predict_probs, as_predictor
 from ulmfit_ext.transformer import (_hf, backbone_path, load_backbone, encode_texts, hf_clas_dls, TransformerClassifier, transformer_splitter,
                                     transformer_learner, save_transformer_bundle, TransformerPredictor, _truncate)
 
-def _tiny_backbone(folder, texts, n_layers=2):
-    "A randomly initialised BERT-style model (width 16) and a WordPiece tokenizer over the words of `texts`, saved in `folder`"
+def _tiny_backbone(folder, texts, n_layers=2, masked_lm=False):
+    "A randomly initialised BERT-style model (width 16; with its masked-LM head if `masked_lm`) and a WordPiece tokenizer over the words of `texts`, saved in `folder`"
     hf = _hf(); folder.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in texts for w in t.split()})
     vocab = {w: i for i, w in enumerate(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + words)}
@@ -24,7 +24,7 @@ def _tiny_backbone(folder, texts, n_layers=2):
     tok.save_pretrained(str(folder))
     torch.manual_seed(0)
     cfg = hf.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=n_layers, num_attention_heads=2, intermediate_size=32, max_position_embeddings=128)
-    hf.BertModel(cfg).save_pretrained(str(folder))
+    (hf.BertForMaskedLM if masked_lm else hf.BertModel)(cfg).save_pretrained(str(folder))
     return folder
 
 @pytest.fixture(scope='module')

@@ -6,22 +6,12 @@ import numpy as np, pytest, torch
 if importlib.util.find_spec('transformers') is None: pytest.skip('needs transformers (the `transformers` extra)', allow_module_level=True)   # not imported here: `_hf` imports it
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.learner import _toy_df
+from test_transformer import _tiny_backbone
 from ulmfit_ext.transformer import _hf, _blocks, hf_clas_dls, transformer_learner
 from ulmfit_ext.transformer_lm import (has_lm_head, load_backbone_lm, hf_lm_dls, MaskTokens, transformer_lm_learner, transformer_lm_splitter,
                                        finetune_transformer_lm, save_backbone_lm)
 
-def _tiny_mlm(folder, texts, n_layers=2):
-    "A randomly initialised BERT masked LM (width 16) and a WordPiece tokenizer over the words of `texts`, saved in `folder`"
-    hf = _hf(); folder.mkdir(parents=True, exist_ok=True)
-    vocab = {w: i for i, w in enumerate(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + sorted({w for t in texts for w in t.split()}))}
-    try: tok = hf.BertTokenizerFast(vocab=vocab)                     # transformers 5
-    except TypeError:                                                 # transformers 4
-        (folder/'vocab.txt').write_text('\n'.join(vocab) + '\n'); tok = hf.BertTokenizerFast(vocab_file=str(folder/'vocab.txt'))
-    tok.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    cfg = hf.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=n_layers, num_attention_heads=2, intermediate_size=32, max_position_embeddings=128)
-    hf.BertForMaskedLM(cfg).save_pretrained(str(folder))
-    return folder
+def _tiny_mlm(folder, texts): return _tiny_backbone(folder, texts, masked_lm=True)
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
