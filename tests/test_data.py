@@ -6,6 +6,7 @@ from fastai.text.all import (AWD_LSTM, BaseTokenizer, LMDataLoader, awd_lstm_lm_
                              language_model_learner, text_classifier_learner, load_learner)
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import *
+from ulmfit_ext.data import _random_valid
 from ulmfit_ext.readers import *
 from ulmfit_ext.tokens import *
 
@@ -321,10 +322,13 @@ def test_latin1_csv_names_line_and_fix(tmp_path, toy_df):
     line = next(i for i, l in enumerate(f.read_bytes().split(b'\n')) if b'caf' in l) + 1
     with pytest.raises(UlmfitError, match=rf"reviews.csv is not valid utf-8: line {line} \(byte \d+\) holds .*Pass the file's encoding as `encoding=`"):
         clas_dls(f, vocab=None, bs=4, **FAST)
-    d = clas_dls(f, vocab=None, bs=4, min_freq=1, encoding='latin-1', **FAST)
+    # the vocab is built from the training rows only: a validation column keeps row 7 (the café row) out of a random split
+    df['is_valid'] = [i in (0, 1) for i in range(len(df))]; df.to_csv(f, index=False, encoding='latin-1')
+    d = clas_dls(f, vocab=None, bs=4, min_freq=1, encoding='latin-1', valid_col='is_valid', **FAST)
     assert 'café' in d.vocab[0]
     with pytest.raises(UlmfitError, match='reviews.csv is not valid utf-8: line'): lm_dls(f, bs=4, **FAST)
-    assert 'café' in lm_dls(f, bs=4, min_freq=1, encoding='latin-1', **FAST).vocab
+    seed = next(s for s in range(100) if 7 not in _random_valid(len(df), 0.1, s))   # a split that trains on row 7
+    assert 'café' in lm_dls(f, bs=4, min_freq=1, encoding='latin-1', seed=seed, **FAST).vocab
     with pytest.raises(UlmfitError, match="`encoding`='latin-9000' is not an encoding"): clas_dls(f, vocab=None, encoding='latin-9000')
 
 def test_csv_that_is_a_folder_or_binary(tmp_path):
