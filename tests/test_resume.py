@@ -83,6 +83,32 @@ def test_interrupted_before_the_first_epoch_leaves_nothing(toy, tmp_path):
     with pytest.raises(KeyboardInterrupt): stage3(df, lm, valid_col='is_valid', epochs=5, lr=1e-2, progress=False, checkpoint_dir=tmp_path/'ck', cbs=CtrlC(1))
     assert not (tmp_path/'ck').exists()
 
+def _opt_state_devices(learn) -> set:
+    "(parameter device, state tensor device) pairs of every optimizer state tensor"
+    return {(p.device, v.device) for p, st in learn.opt.state.items() for v in st.values() if torch.is_tensor(v)}
+
+def test_resume_on_a_named_device(toy, tmp_path):
+    "Issue 14: the device is not part of a run's identity, so a run interrupted with the default device resumes with `device='cpu'` to the uninterrupted run's result; metrics record device and precision"
+    d, df, lm = toy
+    fn = lambda **k: stage3(df, lm, valid_col='is_valid', epochs=5, lr=1e-2, progress=False, is_deterministic=True, **k)
+    ref = fn(device='cpu')
+    with pytest.raises(KeyboardInterrupt): fn(checkpoint_dir=tmp_path/'ck', cbs=CtrlC(3))
+    res = fn(checkpoint_dir=tmp_path/'ck', device='cpu')
+    assert res.resumed == [2] and _same_weights(res.learn.model, ref.learn.model)
+    assert _opt_state_devices(res.learn) == {(torch.device('cpu'), torch.device('cpu'))}
+    m = res.metrics()
+    assert (m['device'], m['precision']) == ('cpu', 'fp32')
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
+def test_resume_on_cuda_puts_the_optimizer_state_on_the_gpu(toy, tmp_path, precision):
+    "Issue 14, on a GPU: a classifier interrupted and resumed on CUDA trains on (its state beside the weights, on the GPU)"
+    d, df, lm = toy
+    fn = lambda **k: stage3(df, lm, valid_col='is_valid', epochs=5, lr=1e-2, progress=False, device='cuda', precision=precision, **k)
+    with pytest.raises(KeyboardInterrupt): fn(checkpoint_dir=tmp_path/'ck', cbs=CtrlC(3))
+    res = fn(checkpoint_dir=tmp_path/'ck')
+    assert res.resumed == [2] and {(a.type, b.type) for a, b in _opt_state_devices(res.learn)} == {('cuda', 'cuda')}
+
 # ---------------------------------------------------------------- through the command line
 
 TINY_LM = ['--pretrained', 'none', '--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']

@@ -6,11 +6,11 @@
 from __future__ import annotations
 import math, tempfile
 from fastai.text.all import *
-from .core import UlmfitError, check_args, check_range, check_int
+from .core import UlmfitError, check_args, check_range, check_int, check_choice
 
 # %% auto #0
-__all__ = ['PAPER_N_HID', 'FitReport', 'BestEpoch', 'head_lr', 'auto_drop_mult', 'auto_lm_lr', 'clas_epochs', 'lm_epochs',
-           'auto_bs', 'auto_patience', 'auto_min_epoch']
+__all__ = ['PAPER_N_HID', 'precisions', 'FitReport', 'BestEpoch', 'head_lr', 'auto_drop_mult', 'auto_lm_lr', 'clas_epochs',
+           'lm_epochs', 'auto_bs', 'auto_patience', 'auto_min_epoch', 'pick_device', 'place']
 
 # %% ../nbs/03a_auto.ipynb #3f2e4411
 class FitReport:
@@ -173,3 +173,41 @@ def auto_min_epoch(n_epoch:int, # The epoch budget
                   ) -> int:
     "The first epoch at which an automatic run may stop: every group thawed and the rate past its peak"
     return max(n_thaw, math.ceil(cut_frac * n_epoch)) + 1
+
+# %% ../nbs/03a_auto.ipynb #7522638f
+precisions = ('fp32', 'fp16', 'bf16')
+
+def pick_device(device=None, # `None`: CUDA (or MPS) when torch sees one, else the CPU; or 'cpu', 'cuda', 'cuda:N', 'mps', a `torch.device`
+                precision:str='fp32', # Checked to suit the device: 'fp32', or mixed precision on CUDA: 'fp16' (with loss scaling) or 'bf16'
+               ) -> torch.device:
+    "The device to train on, checked to exist and to run `precision`"
+    check_choice('precision', precision, precisions, hint="'fp32' everywhere; 'fp16' or 'bf16' mixed precision on a CUDA GPU.")
+    d = _device(device)
+    if precision != 'fp32' and d.type != 'cuda':
+        raise UlmfitError(f"`precision`={precision!r} is mixed precision, which fastai's `MixedPrecision` runs on CUDA only, and this run trains on {d}. "
+                          "Leave `precision`='fp32' (the default) here, or train on a GPU (`device`='cuda').")
+    if precision == 'bf16' and not torch.cuda.is_bf16_supported(): raise UlmfitError(f"`precision`='bf16': the GPU {torch.cuda.get_device_name(d)} has no bfloat16 support. Pass `precision`='fp16'.")
+    return d
+
+def _device(device):
+    "`device` as a `torch.device` that torch can use"
+    if device is None: return torch.device(default_device())
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UlmfitError(f"`device`={device!r} is not a device torch knows. Pass 'cpu', 'cuda', 'cuda:N' or 'mps', or leave it out (CUDA when available).") from None
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if d.type == 'cuda' and n == 0:
+        raise UlmfitError(f"`device`={device!r} asks for a CUDA GPU, but torch {torch.__version__} sees none (`torch.cuda.is_available()` is False). "
+                          "Pass `device`='cpu', or run on a machine with a GPU and a CUDA build of torch.")
+    if d.type == 'cuda' and d.index is not None and d.index >= n: raise UlmfitError(f"`device`={device!r}: torch sees {n} CUDA GPU(s), cuda:0 to cuda:{n-1}. Pass one of those.")
+    if d.type == 'mps' and not torch.backends.mps.is_available(): raise UlmfitError(f"`device`={device!r}: this torch has no usable Apple MPS device. Pass `device`='cpu'.")
+    return d
+
+def place(learn:Learner, # A learner, before its first fit (and before a checkpoint's optimizer state is loaded)
+          device=None, # See `pick_device`
+          precision:str='fp32', # 'fp32', or mixed precision on CUDA: 'fp16' (with loss scaling) or 'bf16'
+         ) -> Learner:
+    "`learn` with its data and model on `device`, training in `precision`"
+    d = pick_device(device, precision)
+    learn.dls.to(d); learn.model.to(d)
+    return learn.to_fp16() if precision == 'fp16' else learn.to_bf16() if precision == 'bf16' else learn

@@ -133,6 +133,8 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                     vocab_size:int=None, # Pieces of the SentencePiece model with --tokenizer spm (default 15000; 8000 to 30000 suit real corpora)
                     var_bptt:bool=False, # The paper's variable-length BPTT: training batches vary in length around --bptt
                     deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                    device:str=None, # Where to train: 'cpu', 'cuda', 'cuda:N' or 'mps'; default a CUDA GPU when torch sees one, else the CPU
+                    precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' (with loss scaling) or 'bf16'
                    ):
     "Stage 1: pretrain a general-domain language model on a large corpus; writes a bundle, metrics.json, plots and resumable checkpoints"
     _input(corpus, 'The corpus'); _need(out, '--out', 'the folder to write the language model in')
@@ -142,7 +144,7 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                                        min_freq=min_freq, max_tokens=max_tokens, backwards=backwards, resume=resume, overwrite=overwrite,
                                        seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
                                        tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt,
-                                       deterministic=deterministic)
+                                       deterministic=deterministic, device=device, precision=precision)
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
         _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)
@@ -195,6 +197,8 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
                        encoding:str=None, # Encoding of the input files (default utf-8)
                        seed:int=42, # Random seed
                        deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                       device:str=None, # Where to train: 'cpu', 'cuda', 'cuda:N' or 'mps'; default a CUDA GPU when torch sees one, else the CPU
+                       precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' (with loss scaling) or 'bf16'
                        expect_sha256:str=None, # The digest the --pretrained bundle must have ('bundle sha256' printed by the run that made it): an edited or other model is refused
                        resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
                        overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
@@ -207,7 +211,7 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     sha = _digest(expect_sha256)
     if backbone != 'awd-lstm': return _finetune_backbone(data, backbone, out, overwrite, pretrained, sha, backwards, drop_mult, bptt, paper_defaults, (emb_sz, n_hid, n_layers),
         text_col=text_col, epochs=epochs, lr=lr, variant=variant, patience=_patience(patience), keep=keep, bs=bs, valid_pct=valid_pct, seed=seed,
-        is_deterministic=deterministic, encoding=encoding, resume=resume)
+        is_deterministic=deterministic, encoding=encoding, resume=resume, device=device, precision=precision)
     pretrained = _default_stage1(pretrained, emb_sz, n_hid, n_layers)
     if sha is not None and pretrained is None: raise UlmfitError("--expect-sha256 pins the Stage-1 model of --pretrained, and none was given: pass --pretrained too, or leave out --expect-sha256.")
     if pretrained not in (None, 'wt103') and pretrained not in _lib('bundle').shipped_models:   # a shipped model's name goes through: stage2 picks its direction
@@ -216,7 +220,7 @@ def ulmfit_finetune_lm(data:str, # The task's text: a CSV (see --text-col), a .t
     run = P.stage2(data, pretrained, text_col=text_col, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, paper=paper_defaults,
                    patience=_patience(patience), keep=keep, backwards=backwards, bs=bs, bptt=bptt, valid_pct=valid_pct, max_vocab=max_vocab,
                    min_freq=min_freq, config=_config(emb_sz, n_hid, n_layers), seed=seed, is_deterministic=deterministic, encoding=encoding,
-                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume)
+                   sha256=sha, checkpoint_dir=Path(out)/'checkpoints', resume=resume, device=device, precision=precision)
     return _done(run, out, overwrite)
 
 # %% ../nbs/09b_cli_train.ipynb #8c470aff
@@ -253,6 +257,8 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
                             encoding:str=None, # Encoding of the CSV (default utf-8)
                             seed:int=42, # Random seed
                             deterministic:bool=False, # Also use PyTorch's deterministic algorithms (repeatable, slower)
+                            device:str=None, # Where to train: 'cpu', 'cuda', 'cuda:N' or 'mps'; default a CUDA GPU when torch sees one, else the CPU
+                            precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' (with loss scaling) or 'bf16'
                             expect_sha256:str=None, # The digest the --lm model must have ('bundle sha256' printed by `ulmfit finetune-lm`): an edited or other model is refused
                             resume:bool=True, # Continue an interrupted run from its checkpoints in --out/checkpoints (--no-resume starts afresh)
                             overwrite:bool=False, # Replace the results of an earlier run in --out (written beside them; the old ones go once the new run is complete)
@@ -268,12 +274,14 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
     if backbone != 'awd-lstm': return _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class,
         text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
         loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
-        schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
+        schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume,
+        device=device, precision=precision)
     enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm` (or choose a transformer with --backbone minilm)"), sha)
     kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
               loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, labels_per_class=labels_per_class,
               valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, schedule=schedule,
-              paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume)
+              paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume,
+              device=device, precision=precision)
     if lm_bwd is None:
         _check_direction(enc, backwards, '--lm')
         return _done(P.stage3(data, enc, sha256=sha, checkpoint_dir=Path(out)/'checkpoints', **kw), out, overwrite)

@@ -10,7 +10,7 @@ from .core import UlmfitError, check_args, check_int, check_choice, check_dest, 
 from .data import lm_dls, clas_dls
 from .tokens import _read_df, _check_cols
 from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
-from .auto import FitReport, auto_bs
+from .auto import FitReport, auto_bs, pick_device, place
 from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _task
 from .tasks import sample_per_class
 from .epoch_checkpoint import checkpoints
@@ -107,6 +107,8 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
            sha256:str=None, # The expected `bundle_digest` of the Stage-1 bundle (from a source you trust); `None`: its recorded checksums only
            checkpoint_dir=None, # Save a checkpoint here after every epoch, and resume from the newest one; `None`: no checkpoints
            resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
+           device=None, # Where to train: `None` (CUDA when torch sees a GPU, else the CPU), 'cpu', 'cuda', 'cuda:N' (see `pick_device`)
+           precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' or 'bf16'
            cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 2: fine-tune a Stage-1 language model on the task's text with the automatic protocol; returns the learner and its report"
@@ -114,6 +116,7 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
     if paper: lr, drop_mult = ifnone(lr, 4e-3), ifnone(drop_mult, 1.)
     _check_stage_args(epochs, lr, drop_mult, patience, keep, bs=bs, bptt=bptt, valid_pct=valid_pct, seed=seed, max_vocab=max_vocab, min_freq=min_freq)
     check_choice('variant', variant, lm_variants, hint="It is a row of the paper's Table 6.")
+    dev = pick_device(device, precision)
     awd = backbone == 'awd-lstm'
     pre = _pretrained_arg(resolve_pretrained(pretrained, backwards), backwards) if awd else None
     _pin(pre, sha256, 'Stage-1 model')
@@ -132,10 +135,11 @@ def stage2(data, # The task's text: a DataFrame or CSV (see `text_col`), a list 
         else:
             T = _lib_transformer('transformer_lm')
             learn = _quiet(T.transformer_lm_learner(T.hf_lm_dls(data, *more, backbone=backbone, text_col=text_col, valid_pct=valid_pct, bs=bs, seed=seed, encoding=encoding)), progress)
+        place(learn, dev, precision)
         hist = LossHistory(); learn.add_cb(hist)
         ckcb = _checkpointer(checkpoint_dir, key, ck)
         finetune_lm(learn, epochs, lr=ifnone(lr, getattr(learn, 'default_lr', None)), factor=getattr(learn, 'discr_factor', 2.6), variant=variant, patience=patience, keep=keep, cbs=L(ckcb) + L(cbs))
-    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].n_hid if awd else None)
+    settings.update(drop_mult=learn.drop_mult, n_hid=learn.model[0].n_hid if awd else None, device=str(dev), precision=precision)
     return StageRun('lm', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #6e20d736
@@ -223,6 +227,8 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            sha256:str=None, # The expected `bundle_digest` of the LM or encoder bundle `lm` (from a source you trust)
            checkpoint_dir=None, # Save a checkpoint here after every epoch, and resume from the newest one; `None`: no checkpoints
            resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
+           device=None, # Where to train: `None` (CUDA when torch sees a GPU, else the CPU), 'cpu', 'cuda', 'cuda:N' (see `pick_device`)
+           precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' or 'bf16'
            cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 3: train a classifier (single- or multi-label) or a regression on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
@@ -231,7 +237,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
                       labels_per_class=labels_per_class)
     check_choice('variant', variant, clas_variants, hint="It is a row of the paper's Table 7.")
     check_choice('schedule', schedule, ('paper', 'scripts'), hint="Gradual unfreezing: 'paper' (one schedule) or 'scripts' (the authors' restarts).")
-    awd = backbone == 'awd-lstm'
+    dev, awd = pick_device(device, precision), backbone == 'awd-lstm'
     if not awd: _check_backbone_args(lm, variant, drop_mult, bptt, sha256)
     elif lm is None: raise UlmfitError("Stage 3 on the AWD-LSTM needs the fine-tuned LM: pass `lm=` (a `stage2` result or its folder), or a transformer `backbone=` such as 'minilm'.")
     enc, vocab, bw = _lm_source(lm, sha256) if awd else (None, None, False)
@@ -256,11 +262,12 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
         scratch = variant == 'scratch'
         if awd: learn = clas_learner(dls, encoder=None if scratch else enc, config=_encoder_sizes(enc) if scratch else None, drop_mult=drop_mult, bptt=bptt, **hkw)
         else: learn = _lib_transformer().transformer_learner(dls, **hkw)
-        learn = _quiet(learn, progress)
+        learn = place(_quiet(learn, progress), dev, precision)
         learn.add_cb(LossHistory())
         ckcb = _checkpointer(checkpoint_dir, key, ck)
         train_classifier(learn, epochs, lr=lr, factor=factor, variant=variant, schedule=schedule, patience=patience, keep=keep, monitor=monitor, cbs=L(ckcb) + L(cbs))
-    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid if awd else None, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor)
+    settings.update(bs=dls.train.bs, drop_mult=learn.drop_mult, n_hid=learn.model[0].module.n_hid if awd else None, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), monitor=learn.fit_report.monitor,
+                    device=str(dev), precision=precision)
     return StageRun('classifier', learn, settings, time.perf_counter() - t, checkpoint_dir, ckcb.resumed if ckcb else None)
 
 # %% ../nbs/07a_pipeline.ipynb #9a22c790

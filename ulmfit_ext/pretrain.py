@@ -15,6 +15,7 @@ from .subword import spm_tokenizer
 from .bundle import save_lm_bundle, _is_bundle
 from .weights import wt103_files
 from .learner import lm_learner
+from .auto import pick_device, place
 from .epoch_checkpoint import EpochCheckpoint, checkpoints, load_checkpoint, _resume
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
@@ -329,6 +330,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
                 vocab_sz:int=None, # Pieces of the SentencePiece model with `tokenizer='spm'` (default 15,000)
                 var_bptt:bool=False, # The paper's variable-length BPTT for the training batches (`VarLenLMDataLoader`)
                 deterministic:bool=False, # Seed with `seed` and use PyTorch's deterministic algorithms (see `set_determinism`), for bit-identical reruns
+                device=None, precision:str='fp32', # Where and how to train: CUDA when torch sees a GPU (else the CPU), fp32 or mixed 'fp16'/'bf16' on CUDA (`place`)
                 **kwargs, # Tokenization settings for `tokenize_corpus`: `tok`, `rules`, `split` ('para'), `n_workers`, `cache`, `progress`, ...
                ) -> PretrainResult:
     "Stage 1: train an AWD-LSTM language model from scratch on `corpus`, with per-epoch checkpoints, resumption and held-out perplexity"
@@ -336,6 +338,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     p = _fill_preset(preset, n_epoch=n_epoch, lr=lr, bs=bs, max_vocab=max_vocab, min_freq=min_freq, max_tokens=max_tokens, drop_mult=drop_mult, config=config)
     _check_pretrain_args(p, bptt, seed, clip, valid_pct, cut_frac, ratio)
     _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs)
+    dev = pick_device(device, precision)
     spm = tokenizer == 'spm'
     extra = dict(**(dict(tokenizer='spm', vocab_sz=ifnone(vocab_sz, 15000)) if spm else {}), **({'var_bptt': True} if var_bptt else {}),
                  **({'deterministic': True} if deterministic else {}))  # only when used: older runs resume
@@ -349,7 +352,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
             set_seed(seed)
             dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
                                vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, var_bptt=var_bptt, **kwargs)
-            learn = lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards)
+            learn = place(lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards), dev, precision)   # before the optimizer state is resumed
             start = 0 if ck is None else _resume(learn, ck)
             run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
             cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id)
