@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd, pytest
 from ulmfit_ext import cli
 from ulmfit_ext.cli import main, subcommands, _flags
-from ulmfit_ext.learner import _toy_df
+from ulmfit_ext.test_utils import toy_df
 
 ULMFIT = Path(sys.executable).parent/'ulmfit'
 TINY_LM = ['--pretrained', 'none', '--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
@@ -36,7 +36,7 @@ def w(tmp_path_factory):
     root = tmp_path_factory.mktemp('cliprobe')
     mp = pytest.MonkeyPatch()
     mp.setenv('ULMFIT_CACHE', str(root.parent/f'{root.name}-cache'))   # outside the folder that must not change
-    df = _toy_df(120)
+    df = toy_df(120)
     df.to_csv(root/'data.csv', index=False)
     (root/'texts.txt').write_text('\n'.join(df.text[:5]) + '\n')
     (root/'blank.txt').write_text('\n\n  \n')
@@ -437,7 +437,7 @@ def test_pretrain_deterministic_and_demo_offline_reach_the_library(w, capsys, mo
     def stop(**k): seen.update(k); raise UlmfitError('stopped here')
     monkeypatch.setattr(PT, 'pretrain_lm', lambda *a, **k: stop(**k))
     assert _call(['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'new'), '--deterministic'], capsys)[0] == 2 and seen['deterministic'] is True
-    monkeypatch.setattr(D, 'load_bbc_news', lambda *a, **k: _toy_df(60).assign(split='train'))
+    monkeypatch.setattr(D, 'load_bbc_news', lambda *a, **k: toy_df(60).assign(split='train'))
     monkeypatch.setattr(D, 'find_stage1', lambda **k: stop(**k))
     assert _call(['demo', '--out', R(w, 'new'), '--preset', 'tiny', '--offline'], capsys)[0] == 2 and seen['allow_download'] is False
     assert not (w['root']/'new').exists()
