@@ -35,7 +35,8 @@ def w(tmp_path_factory):
     "A work folder of good outputs (a Stage-1 run, an LM, a classifier, predictions, an evaluation) and bad inputs"
     root = tmp_path_factory.mktemp('cliprobe')
     mp = pytest.MonkeyPatch()
-    mp.setenv('ULMFIT_CACHE', str(root.parent/f'{root.name}-cache'))   # outside the folder that must not change
+    cache = root.parent/f'{root.name}-cache'   # outside the folder that must not change
+    mp.setenv('ULMFIT_CACHE', str(cache))
     df = toy_df(120)
     df.to_csv(root/'data.csv', index=False)
     (root/'texts.txt').write_text('\n'.join(df.text[:5]) + '\n')
@@ -70,7 +71,7 @@ def w(tmp_path_factory):
     _interrupted_pretrain(root)
     (root/'damaged'/'checkpoints').mkdir(parents=True)
     (root/'damaged'/'checkpoints'/'epoch_001.pth').write_bytes(b'not a checkpoint')
-    yield dict(root=root, digest=json.loads((root/'clas'/'metrics.json').read_text())['bundle_sha256'],
+    yield dict(root=root, cache=cache, digest=json.loads((root/'clas'/'metrics.json').read_text())['bundle_sha256'],
                lm_digest=json.loads((root/'lm'/'metrics.json').read_text())['bundle_sha256'])
     mp.undo()
 
@@ -351,7 +352,7 @@ def test_unexpected_error_is_one_line_with_a_log(w, capsys, monkeypatch):
     log = Path(re.search(r'the full traceback is in (\S+) ', line).group(1))
     text = log.read_text()
     assert 'Traceback (most recent call last)' in text and 'RuntimeError' in text and 'finetune-lm' in text.splitlines()[0]
-    assert log.parent == Path(os.environ['ULMFIT_CACHE'])/'logs'
+    assert log.parent == w['cache']/'logs'
     monkeypatch.setenv('ULMFIT_TRACEBACK', '1')   # the way to see it on the terminal
     with pytest.raises(RuntimeError, match='is invalid'): main(['finetune-lm', R(w, 'data.csv'), '--out', R(w, 'new')])
     assert not (w['root']/'new').exists()
