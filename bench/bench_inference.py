@@ -22,8 +22,8 @@ def load_texts(n:int, seed:int=0) -> list:
     rng = np.random.default_rng(seed)
     if p is not None: base = pd.read_csv(p/'texts.csv').text.tolist()
     else:
-        from ulmfit_ext.learner import _toy_df
-        base = (_toy_df(1000).text + ' ').str.repeat(6).tolist()
+        from ulmfit_ext.test_utils import toy_df
+        base = (toy_df(1000).text + ' ').str.repeat(6).tolist()
     words = [t.split() for t in base]
     out = []
     for i in range(n):
@@ -38,8 +38,8 @@ def build_dls(tok:str):
     p = dataset_path('imdb_sample')
     if p is not None: df = pd.read_csv(p/'texts.csv').iloc[:200]
     else:
-        from ulmfit_ext.learner import _toy_df
-        df = _toy_df(200)
+        from ulmfit_ext.test_utils import toy_df
+        df = toy_df(200)
     tkz = BaseTokenizer() if tok == 'base' else WordTokenizer()
     db = DataBlock(blocks=(TextBlock.from_df('text', tok=tkz, seq_len=70, n_workers=0), CategoryBlock),
                    get_x=ColReader('text'), get_y=ColReader('label'), splitter=RandomSplitter(0.2, seed=0))

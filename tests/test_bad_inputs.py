@@ -11,7 +11,8 @@ from ulmfit_ext.core import UlmfitError, check_args, atomic_path, atomic_dir, se
 from ulmfit_ext.readers import read_texts
 from ulmfit_ext.tokens import tokenize_corpus
 from ulmfit_ext.data import lm_dls, clas_dls
-from ulmfit_ext.learner import _toy_df, tiny_cfg, lm_learner, clas_learner
+from ulmfit_ext.learner import lm_learner, clas_learner
+from ulmfit_ext.test_utils import toy_df, tiny_cfg
 from ulmfit_ext import weights as uweights, bundle as ubundle
 from ulmfit_ext.inference import predict_texts, predict_probs
 from ulmfit_ext.pair import BiClassifier, backward_dls
@@ -27,7 +28,7 @@ def w(tmp_path_factory):
     "A folder of good outputs (bundles, an ensemble, a finished Stage-1 run, predictions) and bad inputs"
     root = tmp_path_factory.mktemp('probe')
     mp = pytest.MonkeyPatch(); mp.setenv('ULMFIT_CACHE', str(root.parent/f'{root.name}-cache'))
-    df = _toy_df(100)
+    df = toy_df(100)
     df.to_csv(root/'data.csv', index=False)
     df.assign(label='pos').to_csv(root/'one_class.csv', index=False)
     df.assign(text=df.text.where(df.index != 40, 'un café crème')).to_csv(root/'latin1.csv', index=False, encoding='latin-1')

@@ -4,7 +4,7 @@ import hashlib, json, math, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from ulmfit_ext.cli import main, subcommands, _parser
-from ulmfit_ext.learner import _toy_df
+from ulmfit_ext.test_utils import toy_df
 
 ULMFIT = Path(sys.executable).parent/'ulmfit'
 TINY_LM = ['--pretrained', 'none', '--emb-sz', '20', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
@@ -73,7 +73,7 @@ def test_both_option_spellings():
 # ---------------------------------------------------------------- bad arguments: one line, exit 2, no traceback
 
 def test_bad_arguments_one_line(tmp_path):
-    _toy_df(20).to_csv(tmp_path/'toy.csv', index=False)
+    toy_df(20).to_csv(tmp_path/'toy.csv', index=False)
     cases = [(['finetune-lm', 'missing.csv', '--out', 'lm'], ['missing.csv does not exist']),
              (['train-classifier', 'toy.csv', '--lm', '.', '--out', 'c', '--label-col', 'topic'], ["no column 'topic'", '--label-col']),
              (['finetune-lm', 'toy.csv', '--out', 'lm', '--text-col', 'review'], ["no column 'review'", '--text-col']),
@@ -95,7 +95,7 @@ def test_bad_arguments_one_line(tmp_path):
 def chain(tmp_path_factory):
     "finetune-lm -> train-classifier -> predict (installed script) -> evaluate on a tiny labelled CSV"
     d = tmp_path_factory.mktemp('cli')
-    df = _toy_df(120)
+    df = toy_df(120)
     df.to_csv(d/'toy.csv', index=False)
     (d/'texts.txt').write_text('\n'.join(df.text[:7]) + '\n\n')
     with pytest.MonkeyPatch.context() as mp:
@@ -223,7 +223,7 @@ def test_overwrite_replaces(chain, capsys):
 def test_pretrain_then_finetune(tmp_path, capsys, monkeypatch):
     pytest.importorskip('ulmfit_ext.pretrain', reason='ulmfit_ext.pretrain is not exported yet')
     monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
-    df = _toy_df(120)
+    df = toy_df(120)
     (tmp_path/'corpus.txt').write_text('\n\n'.join(df.text.tolist() * 2) + '\n')
     args = ['pretrain', tmp_path/'corpus.txt', '--out', tmp_path/'pre', '--preset', 'tiny', '--max-tokens', '3000', '--epochs', '1',
             '--emb-sz', '16', '--n-hid', '16', '--bs', '8', '--bptt', '10', '--min-freq', '1']
@@ -247,7 +247,7 @@ def test_pretrain_spm_var_bptt(tmp_path, capsys, monkeypatch):
     from ulmfit_ext.bundle import load_bundle
     from ulmfit_ext.subword import spm_vocab
     monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'cache'))
-    df = _toy_df(120)
+    df = toy_df(120)
     (tmp_path/'corpus.txt').write_text('\n\n'.join(df.text.tolist() * 2) + '\n')
     args = ['pretrain', tmp_path/'corpus.txt', '--out', tmp_path/'pre', '--preset', 'tiny', '--epochs', '1', '--emb-sz', '16', '--n-hid', '16',
             '--bs', '8', '--bptt', '10', '--tokenizer', 'spm', '--vocab-size', '64', '--var-bptt']
@@ -270,7 +270,7 @@ def test_build_corpus(tmp_path, capsys):
     "ulmfit build-corpus on your own text: train.txt, valid.txt and a manifest; no clobbering without --overwrite; one-line errors"
     src = tmp_path/'src'; src.mkdir()
     (src/'a.txt').write_bytes(b"First paragraph, wrapped\r\nover two lines.\r\n\r\nThe second paragraph comes twice.\r\n\r\nThe second paragraph comes twice.\r\n")
-    _toy_df(40).to_csv(src/'reviews.csv', index=False)
+    toy_df(40).to_csv(src/'reviews.csv', index=False)
     args = ['build-corpus', '--out', tmp_path/'c', '--sources', f"{src/'a.txt'},{src/'reviews.csv'}", '--valid-pct', '0.2']
     assert _call(args, capsys)[0] == 0
     m = json.loads((tmp_path/'c'/'manifest.json').read_text())

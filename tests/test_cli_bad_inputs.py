@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd, pytest
 from ulmfit_ext import cli
 from ulmfit_ext.cli import main, subcommands, _flags
-from ulmfit_ext.learner import _toy_df
+from ulmfit_ext.test_utils import toy_df
 
 ULMFIT = Path(sys.executable).parent/'ulmfit'
 TINY_LM = ['--pretrained', 'none', '--emb-sz', '16', '--n-hid', '16', '--n-layers', '2', '--bs', '8', '--bptt', '10', '--min-freq', '1']
@@ -35,8 +35,9 @@ def w(tmp_path_factory):
     "A work folder of good outputs (a Stage-1 run, an LM, a classifier, predictions, an evaluation) and bad inputs"
     root = tmp_path_factory.mktemp('cliprobe')
     mp = pytest.MonkeyPatch()
-    mp.setenv('ULMFIT_CACHE', str(root.parent/f'{root.name}-cache'))   # outside the folder that must not change
-    df = _toy_df(120)
+    cache = root.parent/f'{root.name}-cache'   # outside the folder that must not change
+    mp.setenv('ULMFIT_CACHE', str(cache))
+    df = toy_df(120)
     df.to_csv(root/'data.csv', index=False)
     (root/'texts.txt').write_text('\n'.join(df.text[:5]) + '\n')
     (root/'blank.txt').write_text('\n\n  \n')
@@ -70,7 +71,7 @@ def w(tmp_path_factory):
     _interrupted_pretrain(root)
     (root/'damaged'/'checkpoints').mkdir(parents=True)
     (root/'damaged'/'checkpoints'/'epoch_001.pth').write_bytes(b'not a checkpoint')
-    yield dict(root=root, digest=json.loads((root/'clas'/'metrics.json').read_text())['bundle_sha256'],
+    yield dict(root=root, cache=cache, digest=json.loads((root/'clas'/'metrics.json').read_text())['bundle_sha256'],
                lm_digest=json.loads((root/'lm'/'metrics.json').read_text())['bundle_sha256'])
     mp.undo()
 
@@ -359,7 +360,7 @@ def test_unexpected_error_is_one_line_with_a_log(w, capsys, monkeypatch):
     log = Path(re.search(r'the full traceback is in (\S+) ', line).group(1))
     text = log.read_text()
     assert 'Traceback (most recent call last)' in text and 'RuntimeError' in text and 'finetune-lm' in text.splitlines()[0]
-    assert log.parent == Path(os.environ['ULMFIT_CACHE'])/'logs'
+    assert log.parent == w['cache']/'logs'
     monkeypatch.setenv('ULMFIT_TRACEBACK', '1')   # the way to see it on the terminal
     with pytest.raises(RuntimeError, match='is invalid'): main(['finetune-lm', R(w, 'data.csv'), '--out', R(w, 'new')])
     assert not (w['root']/'new').exists()
@@ -445,7 +446,7 @@ def test_pretrain_deterministic_and_demo_offline_reach_the_library(w, capsys, mo
     def stop(**k): seen.update(k); raise UlmfitError('stopped here')
     monkeypatch.setattr(PT, 'pretrain_lm', lambda *a, **k: stop(**k))
     assert _call(['pretrain', R(w, 'corpus.txt'), '--out', R(w, 'new'), '--deterministic'], capsys)[0] == 2 and seen['deterministic'] is True
-    monkeypatch.setattr(D, 'load_bbc_news', lambda *a, **k: _toy_df(60).assign(split='train'))
+    monkeypatch.setattr(D, 'load_bbc_news', lambda *a, **k: toy_df(60).assign(split='train'))
     monkeypatch.setattr(D, 'find_stage1', lambda **k: stop(**k))
     assert _call(['demo', '--out', R(w, 'new'), '--preset', 'tiny', '--offline'], capsys)[0] == 2 and seen['allow_download'] is False
     assert not (w['root']/'new').exists()

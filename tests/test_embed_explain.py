@@ -2,7 +2,7 @@
 import random, json
 import numpy as np, pandas as pd, pytest, torch
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.learner import tiny_cfg
+from ulmfit_ext.test_utils import tiny_cfg
 from ulmfit_ext.pipeline import stage2, stage3
 from ulmfit_ext.bundle import save_classifier_bundle
 from ulmfit_ext.inference import predict_probs, predict_texts

@@ -4,7 +4,8 @@ import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import BaseTokenizer, UNK
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import lm_dls, clas_dls
-from ulmfit_ext.learner import _toy_df, _toy_dls, tiny_cfg, lm_learner, clas_learner
+from ulmfit_ext.learner import lm_learner, clas_learner
+from ulmfit_ext.test_utils import toy_df, toy_dls, tiny_cfg
 from ulmfit_ext.inference import as_predictor, predict_probs, predict_texts
 from ulmfit_ext.pair import BiClassifier, backward_dls
 from ulmfit_ext.generate import LMState, generate, generate_ids, _filter_logits
@@ -14,7 +15,7 @@ DKW = dict(tok=BaseTokenizer(), n_workers=0, progress=False, cache=False, seed=0
 @pytest.fixture(scope='module')
 def toy():
     "Forward LM data, forward and backward classifiers (untrained, tiny) on one vocabulary"
-    df = _toy_df(100)
+    df = toy_df(100)
     dls_lm = lm_dls(df, bs=8, bptt=10, **DKW)
     dls_lm_b, dls_b = backward_dls(dls_lm, df, df, clas_kwargs=dict(valid_col='is_valid'), bs=8, bptt=10, **DKW)
     dls_f = clas_dls(df, vocab=dls_lm.vocab, valid_col='is_valid', bs=8, bptt=10, **DKW)
@@ -127,7 +128,7 @@ def test_max_tokens_head_and_tail(toy):
 def test_fastai_textblock_learner_and_bundle(tmp_path):
     "A learner on fastai's own TextBlock DataLoaders works too, and predicts the same from its saved bundle"
     from ulmfit_ext.bundle import save_classifier_bundle
-    dls = _toy_dls(_toy_df(60))
+    dls = toy_dls(toy_df(60))
     learn = clas_learner(dls, config=tiny_cfg, bptt=10)
     texts = _texts(10)
     want = predict_probs(learn, texts, bs=3, progress=False)
@@ -246,7 +247,7 @@ def test_concurrent_generation(toy):
 def test_text_over_a_million_characters():
     "Item 10: spaCy refuses texts over 1,000,000 characters (E088); prediction cuts them as training does, with the same tokens"
     from ulmfit_ext.tokens import tokenize_corpus
-    df = _toy_df(60)
+    df = toy_df(60)
     kw = dict(n_workers=0, progress=False, cache=False, seed=0)   # the default spaCy tokenizer
     lm = lm_dls(df, bs=8, bptt=10, **kw)
     clas = clas_learner(clas_dls(df, vocab=lm.vocab, valid_col='is_valid', bs=8, bptt=10, **kw), config=tiny_cfg, bptt=10)
@@ -340,7 +341,7 @@ def test_clas_logits_match_fastai_forward(toy, bptt, max_len, step):
 @pytest.fixture(scope='module')
 def trained():
     "A small classifier (32/64/2) trained for a few epochs on the toy reviews, so its probabilities spread out"
-    df = _toy_df(200)
+    df = toy_df(200)
     dls = clas_dls(df, vocab=lm_dls(df, bs=16, bptt=10, **DKW).vocab, valid_col='is_valid', bs=16, bptt=10, **DKW)
     torch.manual_seed(0)
     learn = clas_learner(dls, config=dict(emb_sz=32, n_hid=64, n_layers=2), bptt=10, drop_mult=1.)   # the paper's dropouts, not the size-scaled default
@@ -467,7 +468,7 @@ def test_cli_predict_int8_and_workers(trained, tmp_path):
 def test_cli_predict_int8_other_tasks(task, tmp_path):
     "`ulmfit predict --int8 --n-workers` on a multi-label classifier and a regression: their own columns (label sets, numbers), close to fp32"
     from ulmfit_ext.cli import main
-    df = _toy_df(120)
+    df = toy_df(120)
     df = df.assign(good=(df.label == 'pos').astype(int), long=(df.text.str.split().str.len() > 20).astype(int), stars=np.arange(len(df)) % 5 + 1.)
     kw = dict(label_col=['good', 'long']) if task == 'multi_label' else dict(label_col='stars', regression=True)
     dls = clas_dls(df, vocab=lm_dls(df, bs=8, bptt=10, **DKW).vocab, valid_col='is_valid', bs=8, bptt=10, **kw, **DKW)

@@ -5,12 +5,13 @@ from fastai.text.all import accuracy, AWD_LSTM, TextBlock, DataBlock, CategoryBl
 from ulmfit_ext import lm_learner
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.learner import *
-from ulmfit_ext.learner import _toy_df, _toy_dls, tiny_cfg, _encoder_of
+from ulmfit_ext.learner import _encoder_of
+from ulmfit_ext.test_utils import toy_df, toy_dls, tiny_cfg
 
 @pytest.fixture(scope='module')
 def dls():
-    lm = _toy_dls(is_lm=True)
-    return lm, _toy_dls(vocab=lm.vocab)
+    lm = toy_dls(is_lm=True)
+    return lm, toy_dls(vocab=lm.vocab)
 
 def test_top_level_import():
     import ulmfit_ext
@@ -34,7 +35,7 @@ def test_groups_every_param_once(dls):
         check_groups(learn.model, learn.splitter(learn.model))
 
 def test_vocab_mismatch_is_refused(dls):
-    other = _toy_dls(_toy_df(seed=3).assign(text=lambda d: d.text + ' zebra'), is_lm=True)
+    other = toy_dls(toy_df(seed=3).assign(text=lambda d: d.text + ' zebra'), is_lm=True)
     lm = lm_learner(other, config=tiny_cfg)
     with pytest.raises(UlmfitError, match=r"differs from the encoder's .* vocab=dls_lm.vocab"):
         clas_learner(dls[1], encoder=lm, config=tiny_cfg)
@@ -134,8 +135,8 @@ def _seeded_run(kind, seed=0):
     "Build data and learner inside `deterministic(seed)`, fit one epoch; return the losses and the weights"
     from ulmfit_ext.core import deterministic
     with deterministic(seed):
-        lm = _toy_dls(is_lm=True)
-        learn = lm_learner(lm, config=tiny_cfg) if kind == 'lm' else clas_learner(_toy_dls(vocab=lm.vocab), config=tiny_cfg)
+        lm = toy_dls(is_lm=True)
+        learn = lm_learner(lm, config=tiny_cfg) if kind == 'lm' else clas_learner(toy_dls(vocab=lm.vocab), config=tiny_cfg)
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2)
     return [float(v) for v in learn.recorder.losses] + list(map(float, learn.recorder.values[-1])), learn.model.state_dict()
 

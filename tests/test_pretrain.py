@@ -266,7 +266,7 @@ def test_find_stage1_named_bundle(no_outside, tmp_path):
     with pytest.raises(UlmfitError, match='is not a ulmfit_ext bundle'): find_stage1(bundle=tmp_path/'nope')
 
 def test_find_stage1_cache(no_outside, tmp_path):
-    _fake_bundle(Path(os.environ['ULMFIT_CACHE'])/'stage1'/'fwd'/'bundle')
+    _fake_bundle(tmp_path/'cache'/'stage1'/'fwd'/'bundle')   # the cache folder the autouse `_env` fixture set
     r = find_stage1(verbose=False)
     assert r.kind == 'cache' and r.path.name == 'bundle'
     assert find_stage1(cache=False, verbose=False).kind == 'none'

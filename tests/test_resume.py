@@ -8,7 +8,7 @@ from ulmfit_ext import cli
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.cli import main
 from ulmfit_ext.bundle import load_bundle
-from ulmfit_ext.learner import _toy_df, tiny_cfg
+from ulmfit_ext.test_utils import toy_df, tiny_cfg
 from ulmfit_ext.pipeline import stage2, stage3
 from ulmfit_ext.stage_checkpoint import checkpoints, load_stage_checkpoint
 from ulmfit_ext.pretrain import _toy_corpus
@@ -28,7 +28,7 @@ class CtrlC(Callback):
 def toy(tmp_path_factory):
     d = tmp_path_factory.mktemp('resume')
     mp = pytest.MonkeyPatch(); mp.setenv('ULMFIT_CACHE', str(d/'cache'))
-    df = _toy_df(160)
+    df = toy_df(160)
     lm = stage2(df, None, config=tiny_cfg, epochs=1, progress=False)
     yield d, df, lm
     mp.undo()
@@ -188,7 +188,7 @@ def _script(args, tmp):
 @pytest.mark.parametrize('stage', ['pretrain', 'finetune-lm', 'train-classifier'])
 def test_kill_9_then_resume_through_the_cli(stage, tmp_path):
     "kill -9 right after the first epoch's checkpoint; the same command resumes and ends with the uninterrupted run's weights"
-    df = _toy_df(120)
+    df = toy_df(120)
     df.to_csv(tmp_path/'data.csv', index=False)
     _toy_corpus(tmp_path/'corpus.txt', n=300)
     if stage == 'train-classifier': _script(['finetune-lm', tmp_path/'data.csv', '--out', tmp_path/'lm', '--epochs', '1', *TINY_LM], tmp_path)

@@ -8,7 +8,8 @@ pytest.importorskip('fastapi'); pytest.importorskip('uvicorn')
 from fastai.text.all import BaseTokenizer
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import lm_dls, clas_dls
-from ulmfit_ext.learner import _toy_df, tiny_cfg, clas_learner
+from ulmfit_ext.learner import clas_learner
+from ulmfit_ext.test_utils import toy_df, tiny_cfg
 from ulmfit_ext.bundle import save_classifier_bundle
 from ulmfit_ext.inference import as_predictor, predict_probs
 from ulmfit_ext.pair import BiClassifier, backward_dls
@@ -21,7 +22,7 @@ WORDS = 'good bad film the plot awful great is'.split()
 @pytest.fixture(scope='module')
 def bundles(tmp_path_factory):
     "A tiny classifier bundle and a forward+backward ensemble folder (untrained: only the order of outputs matters)"
-    d, df = tmp_path_factory.mktemp('serve'), _toy_df(100)
+    d, df = tmp_path_factory.mktemp('serve'), toy_df(100)
     dls_lm = lm_dls(df, bs=8, bptt=10, **DKW)
     _, dls_b = backward_dls(dls_lm, df, df, clas_kwargs=dict(valid_col='is_valid'), bs=8, bptt=10, **DKW)
     dls_f = clas_dls(df, vocab=dls_lm.vocab, valid_col='is_valid', bs=8, bptt=10, **DKW)

@@ -6,7 +6,8 @@ import ulmfit_ext.bundle as ubundle
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.bundle import shipped_models, shipped_bundle, load_bundle, models_dir, verify_bundle
 from ulmfit_ext.data import lm_dls
-from ulmfit_ext.learner import lm_learner, _toy_df
+from ulmfit_ext.learner import lm_learner
+from ulmfit_ext.test_utils import toy_df
 
 NAME = 'ulmfit-en'
 
@@ -21,7 +22,7 @@ def test_the_pair_is_installed_and_verified():
 
 def test_lm_learner_by_name_loads_the_shipped_weights():
     b = load_bundle(shipped_bundle(NAME))
-    dls = lm_dls(_toy_df(60), vocab=b, bs=8, bptt=10, n_workers=0, progress=False, cache=False)   # the shipped tokenizer: no remap
+    dls = lm_dls(toy_df(60), vocab=b, bs=8, bptt=10, n_workers=0, progress=False, cache=False)   # the shipped tokenizer: no remap
     assert list(dls.vocab) == list(b.vocab)
     learn = lm_learner(dls, pretrained=NAME)
     emb = learn.model[0].encoder.weight.detach()
@@ -46,7 +47,7 @@ def test_find_stage1_prefers_the_shipped_pair(monkeypatch, tmp_path):
 
 def test_cli_finetune_lm_starts_from_the_shipped_lm_by_default(tmp_path, capsys):
     from ulmfit_ext.cli import main
-    _toy_df(60)[['text', 'label']].to_csv(tmp_path/'toy.csv', index=False)
+    toy_df(60)[['text', 'label']].to_csv(tmp_path/'toy.csv', index=False)
     try: main(['finetune-lm', str(tmp_path/'toy.csv'), '--out', str(tmp_path/'lm'), '--epochs', '1', '--bs', '8', '--bptt', '10'])
     except SystemExit as e: assert e.code in (0, None), capsys.readouterr()
     m = json.loads((tmp_path/'lm'/'metrics.json').read_text())

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 if importlib.util.find_spec('transformers') is None: pytest.skip('needs transformers (the `transformers` extra)', allow_module_level=True)   # not imported here: `_hf` imports it
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.learner import _toy_df, clas_learner, train_classifier
+from ulmfit_ext.learner import clas_learner, train_classifier
+from ulmfit_ext.test_utils import toy_df
 from ulmfit_ext.splitters import check_groups, layer_groups
 from ulmfit_ext.bundle import load_bundle, bundle_digest, verify_bundle
 from ulmfit_ext.inference import predict_texts, predict_probs, as_predictor
@@ -30,7 +31,7 @@ def _tiny_backbone(folder, texts, n_layers=2, masked_lm=False):
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp('tfm')
-    df = _toy_df(200)
+    df = toy_df(200)
     return dict(dir=d, df=df, backbone=_tiny_backbone(d/'tiny', df.text, n_layers=3))
 
 def _dls(tiny, **kw): return hf_clas_dls(tiny['df'], backbone=tiny['backbone'], valid_col='is_valid', bs=16, max_len=64, **kw)
@@ -143,8 +144,8 @@ def test_clear_errors(tiny):
     with pytest.raises(UlmfitError, match='not known'): clas_learner(dls, arch='lstm9')
     with pytest.raises(UlmfitError, match='nothing is downloaded'): backbone_path(tiny['dir']/'missing')
     with pytest.raises(UlmfitError, match='not encoded for a transformer'):
-        from ulmfit_ext.learner import _toy_dls
-        transformer_learner(_toy_dls())
+        from ulmfit_ext.test_utils import toy_dls
+        transformer_learner(toy_dls())
     with pytest.raises(UlmfitError, match='truncate'): _dls(tiny, truncate='middle')
     with pytest.raises(UlmfitError, match='fewer than `bs`'): hf_clas_dls(tiny['df'].head(30), backbone=tiny['backbone'], bs=64)
 

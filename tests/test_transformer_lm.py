@@ -5,7 +5,7 @@ import importlib.util, json, subprocess, sys
 import numpy as np, pytest, torch
 if importlib.util.find_spec('transformers') is None: pytest.skip('needs transformers (the `transformers` extra)', allow_module_level=True)   # not imported here: `_hf` imports it
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.learner import _toy_df
+from ulmfit_ext.test_utils import toy_df
 from test_transformer import _tiny_backbone
 from ulmfit_ext.transformer import _hf, _blocks, hf_clas_dls, transformer_learner
 from ulmfit_ext.transformer_lm import (has_lm_head, load_backbone_lm, hf_lm_dls, MaskTokens, transformer_lm_learner, transformer_lm_splitter,
@@ -16,7 +16,7 @@ def _tiny_mlm(folder, texts): return _tiny_backbone(folder, texts, masked_lm=Tru
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp('tfm_lm')
-    df = _toy_df(200)
+    df = toy_df(200)
     return dict(dir=d, df=df, backbone=_tiny_mlm(d/'tiny', df.text))
 
 def _learn(tiny, **kw): return transformer_lm_learner(hf_lm_dls(tiny['df'], backbone=tiny['backbone'], bs=8, max_len=32, seed=0, **kw))

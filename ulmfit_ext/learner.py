@@ -15,8 +15,8 @@ from .tasks import task_of, train_targets, task_metrics, task_loss, class_weight
 from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_stages  # importing schedules also adds `fit_stlr`, `fit_gradual`, `discr_lrs`, ... to `Learner`
 
 # %% auto #0
-__all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'tiny_cfg', 'clas_archs', 'lm_variants', 'clas_variants',
-           'ulmfit_opt', 'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
+__all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'clas_archs', 'lm_variants', 'clas_variants', 'ulmfit_opt',
+           'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
 
 # %% ../nbs/05_learner.ipynb #31c97c43
 ulmfit_lm_config = dict(awd_lstm_lm_config)
@@ -33,26 +33,6 @@ def _text_vocab(dls):
     "The text vocabulary of LM or classifier `dls`"
     v = dls.vocab
     return v[0] if isinstance(v, (L, list, tuple)) and len(v) == 2 and isinstance(v[0], (L, list)) else v
-
-# %% ../nbs/05_learner.ipynb #3c027da0
-def _toy_df(n=200, seed=0):
-    "A tiny labelled DataFrame (`text`, `label`, `is_valid`) whose label is learnable from its words"
-    rng = random.Random(seed)
-    words = dict(pos='good great fine nice superb'.split(), neg='bad awful poor dull weak'.split())
-    filler = 'the a movie film plot actor scene was is and it very'.split()
-    def txt(lbl): return ' '.join(rng.choice(filler + [rng.choice(words[lbl])]*3) for _ in range(rng.randint(8, 40)))
-    lbls = [('pos', 'neg')[i % 2] for i in range(n)]
-    return pd.DataFrame({'text': [txt(l) for l in lbls], 'label': lbls, 'is_valid': [i >= n*4//5 for i in range(n)]})
-
-def _toy_dls(df=None, is_lm=False, vocab=None, bs=8, seq_len=10, backwards=False):
-    "Space-tokenized fastai DataLoaders on `_toy_df` for examples and tests"
-    df = ifnone(df, _toy_df())
-    tb = TextBlock.from_df('text', is_lm=is_lm, vocab=vocab, seq_len=seq_len, backwards=backwards, tok=BaseTokenizer(), n_workers=0)
-    blocks = tb if is_lm else (tb, CategoryBlock)
-    db = DataBlock(blocks=blocks, get_x=ColReader('text'), get_y=None if is_lm else ColReader('label'), splitter=ColSplitter())
-    return db.dataloaders(df, bs=bs, seq_len=seq_len) if is_lm else db.dataloaders(df, bs=bs)
-
-tiny_cfg = dict(emb_sz=20, n_hid=10, n_layers=2)
 
 # %% ../nbs/05_learner.ipynb #5859f890
 @delegates(Learner.__init__)
