@@ -16,7 +16,7 @@ from .tokens import TokenStore, tokenize_corpus, _tok_texts, _unwrap_tok, _check
 
 # %% auto #0
 __all__ = ['TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader', 'lm_dls', 'stratified_valid', 'LabelledRows', 'labelled_rows',
-           'doc_dls', 'clas_dls']
+           'doc_dls', 'clas_dls', 'DlsInfo', 'dls_info']
 
 # %% ../nbs/01_data.ipynb #74ed13ee
 def _train_counter(stores, starts, idxs) -> Counter:
@@ -164,11 +164,15 @@ def _random_valid(n:int, valid_pct:float, seed) -> list:
     return sorted(RandomSplitter(valid_pct, seed=seed)(range(n))[1]) or [int(np.random.default_rng(seed).integers(n))]
 
 # %% ../nbs/01_data.ipynb #9f5fd023
-def _token_ids(dls):
-    "The `TokenIds` transform of `DataLoaders` built by `lm_dls`/`clas_dls`, or `None`"
+def _train_text_tfms(dls) -> list:
+    "The transforms of the text part of the training set of `dls` (the first of its `tls`), `[]` if it has none"
     ds = getattr(dls, 'train_ds', None)
     ds = getattr(ds, 'tls', [ds])[0]
-    return first(t for t in getattr(getattr(ds, 'tfms', None), 'fs', []) if isinstance(t, TokenIds))
+    return list(getattr(getattr(ds, 'tfms', None), 'fs', []))
+
+def _token_ids(dls):
+    "The `TokenIds` transform of `DataLoaders` built by `lm_dls`/`clas_dls`, or `None`"
+    return first(t for t in _train_text_tfms(dls) if isinstance(t, TokenIds))
 
 def _tok_of(vocab, tok, rules, post_rules) -> tuple:
     "(tok, rules, post_rules): those given, else the ones that came with `vocab` (a `Bundle` with a tokenizer, or `lm_dls` DataLoaders)"
@@ -389,3 +393,26 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
     stores = _stores([lab.df], text_col, tkw)
     tfms = _text_tfms(stores, _build_vocab(stores, lab.train, vocab, min_freq, max_vocab, tok), backwards, tkw)
     return doc_dls(lab, tfms, Pad_Chunk(seq_len=bptt), tfms[0].lengths(), bs=bs, path=path, **kwargs)
+
+# %% ../nbs/01_data.ipynb #bf46f70a
+class DlsInfo(NamedTuple):
+    "What `dls_info` reads off text `DataLoaders`"
+    vocab:list # The token vocabulary (`None` if `dls` has none)
+    labels:list # A classifier's classes as `dls.vocab[1]` holds them; `None` for a language model
+    tokenizer:Tokenizer # The fastai `Tokenizer` that made the tokens; `None` if the pipeline has none
+    post_rules:list # The rules run after tokenizing (`TokenIds`'s); `None` with fastai's `Tokenizer` (its defaults)
+    backwards:bool # Are the texts read backwards?
+    bptt:int # The `seq_len` of the training loader; `None` if it has none
+
+def dls_info(dls:DataLoaders, # Text `DataLoaders`: `lm_dls`/`clas_dls`, fastai's (`TextBlock`, `TextDataLoaders`) or a transformer's
+            ) -> DlsInfo:
+    "The vocabulary, class labels, tokenizer and post-rules, direction and `bptt` of text `DataLoaders`"
+    v = getattr(dls, 'vocab', None)
+    if v is None: vocab, labels = None, None
+    elif len(v) == 2 and is_listy(v[0]): vocab, labels = list(v[0]), list(v[1])   # a classifier's (tokens, classes)
+    else: vocab, labels = list(v), None
+    tfms = _train_text_tfms(dls)
+    tok, post = first(t for t in tfms if isinstance(t, (TokenIds, Tokenizer))), None
+    if isinstance(tok, TokenIds): tok, post = Tokenizer(ifnone(tok.tok, WordTokenizer()), rules=tok.rules), tok.post_rules
+    bw = any(getattr(t, 'name', None) == 'reverse_text' for t in tfms) or bool(getattr(dls, 'backwards', False))
+    return DlsInfo(vocab, labels, tok, post, bw, getattr(getattr(dls, 'train', None), 'seq_len', None))

@@ -15,7 +15,7 @@ from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from torch.nn.utils.rnn import pad_sequence
 from .core import UlmfitError, check_args
-from .data import TokenIds
+from .data import dls_info
 from .tokens import _tok_texts, _rules_of
 from .bundle import Bundle, load_bundle, other_arch
 
@@ -25,32 +25,7 @@ __all__ = ['Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model
 # %% ../nbs/06_inference.ipynb #d866e782
 from .tasks import task_of   # what a classifier predicts: single-/multi-label classes or a number
 
-# %% ../nbs/06_inference.ipynb #b484fe50
-def _text_pipeline(dls) -> list:
-    "The transforms of the text part of `dls`'s training set"
-    ds = dls.train_ds
-    ds = ds.tls[0] if hasattr(ds, 'tls') else ds
-    return list(ds.tfms.fs)
-
-def _dls_tokenizer(dls):
-    "(fastai `Tokenizer`, post-tokenization rules) that turned the texts of `dls` into tokens"
-    for t in _text_pipeline(dls):
-        if isinstance(t, TokenIds): return Tokenizer(ifnone(t.tok, WordTokenizer()), rules=t.rules), t.post_rules
-        if isinstance(t, Tokenizer): return t, None
-    raise UlmfitError("Could not find the tokenizer in the learner's DataLoaders (no `TokenIds` or fastai `Tokenizer` transform). "
-                      "Pass `tokenizer=` (a fastai `Tokenizer`).")
-
-def _dls_backwards(dls) -> bool:
-    "Does `dls` read its texts backwards (`reverse_text` in the pipeline)?"
-    return any(getattr(t, 'name', None) == 'reverse_text' for t in _text_pipeline(dls))
-
 # %% ../nbs/06_inference.ipynb #c65cc1d5
-def _vocab_labels(dls):
-    "(token vocabulary, class labels or None) of text `DataLoaders`"
-    v = dls.vocab
-    if len(v) == 2 and len(v[0]) and not isinstance(v[0], str): return list(v[0]), [str(o) for o in v[1]]
-    return list(v), None
-
 def _unk_idx(vocab) -> int:
     "Index of `xxunk` (fastai maps unknown tokens to it), 0 if the vocabulary has none"
     return vocab.index(UNK) if UNK in vocab else 0
@@ -116,12 +91,15 @@ def numericalize(self:Predictor, toks:list) -> Tensor:
 def _from_learner(learn, tokenizer=None):
     "A `Predictor` over the model and `DataLoaders` of `learn`"
     if getattr(learn, 'backbone', None) is not None: return _arch_predictor(learn, tokenizer)
-    vocab, labels = _vocab_labels(learn.dls)
-    tok, post = (tokenizer, None) if tokenizer is not None else _dls_tokenizer(learn.dls)
+    i = dls_info(learn.dls)
+    tok, post = (tokenizer, None) if tokenizer is not None else (i.tokenizer, i.post_rules)
+    if tok is None: raise UlmfitError("Could not find the tokenizer in the learner's DataLoaders (no `TokenIds` or fastai `Tokenizer` transform). "
+                                      "Pass `tokenizer=` (a fastai `Tokenizer`).")
+    labels = None if i.labels is None else [str(o) for o in i.labels]
     task = None if isinstance(learn, LMLearner) else (getattr(learn, 'task', None) or task_of(learn.dls))
     if task and task['type'] == 'regression': labels = [task.get('target', 'value')]
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
-    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind, task=task)
+    return Predictor(learn.model, i.vocab, labels, tok, post, i.backwards, source='the learner', kind=kind, task=task)
 
 def _arch_predictor(obj, tokenizer):
     "The predictor of a learner or bundle of another architecture than AWD-LSTM (a transformer: `transformer.TransformerPredictor`)"
