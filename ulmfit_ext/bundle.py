@@ -119,14 +119,14 @@ def build_model(cfg:dict) -> nn.Module:
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ulmfit_ext.bundle', 1
 _REQUIRED = ('config.json', 'provenance.json', 'weights.pth', 'vocab.json')
 
-def _jsonable(o):
+def _json_default(o):
     "Turn numpy/torch numbers and paths into JSON values (used as `json.dump`'s `default`)"
     if hasattr(o, 'tolist'): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 def _dump_json(path, obj):
-    try: Path(path).write_text(json.dumps(obj, indent=1, default=_jsonable))
+    try: Path(path).write_text(json.dumps(obj, indent=1, default=_json_default))
     except TypeError as e: raise UlmfitError(f"Cannot write {Path(path).name}: {e}. Pass plain numbers, strings, lists and dicts.") from None
 
 def _is_bundle(path):

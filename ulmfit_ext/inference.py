@@ -133,7 +133,7 @@ def _pad_batch(ids:list, pad_idx:int, bptt:int) -> Tensor:
     n = -(-max(len(x) for x in ids) // bptt) * bptt
     return torch.stack([pad_chunk(x, pad_idx=pad_idx, pad_first=True, seq_len=bptt, pad_len=n) for x in ids])
 
-def _cut(ids:Tensor, max_tokens:int=None, keep:str='head') -> Tensor:
+def _cut_ids(ids:Tensor, max_tokens:int=None, keep:str='head') -> Tensor:
     "The first (`keep='head'`) or last (`'tail'`) `max_tokens` of `ids`"
     if max_tokens is None or len(ids) <= max_tokens: return ids
     return ids[:max_tokens] if keep == 'head' else ids[-max_tokens:]
@@ -223,7 +223,7 @@ def _is_missing(o) -> bool:
     return o is None or o is pd.NA or (isinstance(o, float) and o != o)
 
 # %% ../nbs/06_inference.ipynb #4b0010fa
-def _check_texts(items:list, index=None) -> list:
+def _check_pred_texts(items:list, index=None) -> list:
     "Raise `UlmfitError` for no items, missing values or non-strings in `items`, naming where they are"
     if not len(items): raise UlmfitError("There are no texts to predict (the input is empty).")
     name = (lambda i: index[i:i+1].tolist()[0]) if index is not None else (lambda i: i)  # plain Python values in messages
@@ -244,20 +244,20 @@ def _chunk_batches(lens:np.ndarray, bs:int) -> list:
     order = np.argsort(-lens, kind='stable')
     return [order[i:i+bs] for i in range(0, len(order), bs)]
 
-def _chunks(n:int, chunk_size:int):
+def _chunk_bounds(n:int, chunk_size:int):
     "Yield `(start, end)` of the chunks of `n` texts"
     for s in range(0, n, chunk_size): yield s, min(s+chunk_size, n)
 
-def _n_batches(n, chunk_size, bs): return sum(-(-(e-s)//bs) for s,e in _chunks(n, chunk_size))
+def _n_batches(n, chunk_size, bs): return sum(-(-(e-s)//bs) for s,e in _chunk_bounds(n, chunk_size))
 
 class _TextIds:
-    "Texts -> id arrays as `Predictor.tokenize`, `numericalize` and `_cut` make them; picklable, for tokenizer worker processes"
+    "Texts -> id arrays as `Predictor.tokenize`, `numericalize` and `_cut_ids` make them; picklable, for tokenizer worker processes"
     def __init__(self, p:Predictor, max_tokens=None, keep='head'):
         self.tkz, self.o2i, self.unk = _rules_of(p.tokenizer.tok, p.tokenizer.rules, p.post_rules), p.o2i, p.unk
         self.max_tokens, self.keep = max_tokens, keep
     def __call__(self, texts) -> list:
         o2i, unk = self.o2i, self.unk
-        return [_cut(np.array([o2i.get(t, unk) for t in toks] or [unk], dtype=np.int64), self.max_tokens, self.keep)
+        return [_cut_ids(np.array([o2i.get(t, unk) for t in toks] or [unk], dtype=np.int64), self.max_tokens, self.keep)
                 for toks in _tok_texts(self.tkz, list(texts))]
 
 _WORKER = {}   # inside a tokenizer worker process only: the `_TextIds` it runs, set once when the worker starts
@@ -296,13 +296,13 @@ _PIECE = 256   # texts per job of a tokenizer worker
 def _map_batches(p0:Predictor, items:list, fn, width:int, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head', n_workers=0) -> np.ndarray:
     "`fn(ids)` (a `len(ids)` × `width` array) of the strings `items`, tokenized by `p0` a chunk at a time and batched by length, rows in input order"
     out = np.zeros((len(items), width), dtype=np.float32)
-    chunks = list(_chunks(len(items), chunk_size))
+    chunks = list(_chunk_bounds(len(items), chunk_size))
     if n_workers and len(items) > _PIECE and getattr(p0, 'parallel_tokenize', True):
         if p0.tokenizer is None: p0.tokenize([])   # the error that names the missing tokenizer
         spans = [[(a, min(a+_PIECE, e)) for a in range(s, e, _PIECE)] for s,e in chunks]
         pieces = _worker_ids_in_order(_TextIds(p0, max_tokens, keep), items, [sp for c in spans for sp in c], n_workers, -(-chunk_size // _PIECE))
         chunk_ids = ([i for _ in c for i in next(pieces)] for c in spans)
-    else: chunk_ids = ([_cut(p0.numericalize(t), max_tokens, keep) for t in p0.tokenize(items[s:e])] for s,e in chunks)
+    else: chunk_ids = ([_cut_ids(p0.numericalize(t), max_tokens, keep) for t in p0.tokenize(items[s:e])] for s,e in chunks)
     def batches():
         for (s,e),ids in zip(chunks, chunk_ids):
             for b in _chunk_batches(np.array([len(x) for x in ids]), bs): yield s+b, [ids[i] for i in b]
@@ -350,7 +350,7 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
     check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end, n_workers=n_workers)
     preds = _predictors(_resolve(model, tokenizer, sha256, int8))
     items, index = _as_list(texts, text_col)
-    return _predict_probs(preds, _check_texts(items, index), bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens, keep=keep_end, n_workers=n_workers or 0)
+    return _predict_probs(preds, _check_pred_texts(items, index), bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens, keep=keep_end, n_workers=n_workers or 0)
 
 # %% ../nbs/06_inference.ipynb #6b601199
 @delegates(predict_probs, but=['model', 'texts'])

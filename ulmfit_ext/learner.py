@@ -153,7 +153,7 @@ def _check_head_args(n_out, lin_ftrs, ps, bptt, max_len):
         for i,p in enumerate(ps): check_range(f'ps[{i}]', p, 0, 1, hint='It is a dropout probability.')
 
 # %% ../nbs/05_learner.ipynb #1c6e4bd9
-def _y_range(dls, task:dict, y_range):
+def _head_y_range(dls, task:dict, y_range):
     "The output range of the head: `None` for classifiers, `auto_y_range` of the training targets for 'auto', else `y_range` checked"
     if task['type'] != 'regression' or y_range is None: return None
     if isinstance(y_range, str) and y_range == 'auto': return auto_y_range(train_targets(dls).numpy())
@@ -220,7 +220,7 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
     _check_head_args(n_out, lin_ftrs, ps, bptt, max_len)
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'classifier')
     task = task_of(dls)
-    y_range, lf = _y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
+    y_range, lf = _head_y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
     model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config=cfg, drop_mult=drop_mult,
                                 lin_ftrs=ifnone(lin_ftrs, [50]), ps=ps, max_len=max_len, y_range=y_range)
     learn = TextLearner(dls, model, loss_func=lf, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta,
