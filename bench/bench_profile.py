@@ -38,11 +38,11 @@ def stage_times(p, texts, variant, bs=64, chunk_size=4096):
     "(seconds per stage, ids per batch, probabilities) of one pass over `texts`; `variant` 'before' or 'after' for the tokenizer"
     from fastai.text.all import TokenizeWithRules
     from ulmfit_ext.tokens import _tok_texts
-    from ulmfit_ext.inference import _chunk_batches, _chunks, _pad_batch
+    from ulmfit_ext.inference import _chunk_batches, _chunk_bounds, _pad_batch
     from ulmfit_ext.tokens import _SpacyRules
     tkz = (TokenizeWithRules if variant == 'before' else _SpacyRules)(p.tokenizer.tok, rules=p.tokenizer.rules)
     t, batches = dict(tok=0., num=0.), []
-    for s, e in _chunks(len(texts), chunk_size):
+    for s, e in _chunk_bounds(len(texts), chunk_size):
         t0 = time.perf_counter(); toks = _tok_texts(tkz, texts[s:e]); t1 = time.perf_counter()
         ids = [p.numericalize(x) for x in toks]
         for b in _chunk_batches(np.array([len(x) for x in ids]), bs):

@@ -65,11 +65,6 @@ def rss_mb() -> float:
 
 def peak_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-def text_vocab(dls) -> list:
-    "The text vocabulary of LM `dls` (a list of tokens) or classifier `dls` ([tokens, labels])"
-    v = dls.vocab
-    return list(v if isinstance(v[0], str) else v[0])
-
 # ---- one (path, task) in a child process -----------------------------------------------------------------------------------
 def meter():
     "A fastai callback timing the training phase and counting its tokens and items"
@@ -88,7 +83,7 @@ def meter():
 def lm_child(path, df, a, work):
     "Build LM DataLoaders and fine-tune one epoch; returns the numbers"
     from fastai.text.all import DataBlock, TextBlock, ColReader, RandomSplitter, language_model_learner, AWD_LSTM, awd_lstm_lm_config
-    from ulmfit_ext.data import lm_dls
+    from ulmfit_ext.data import lm_dls, dls_info
     from ulmfit_ext.learner import lm_learner, finetune_lm
     t = time.perf_counter()
     if path == 'ours':
@@ -98,7 +93,7 @@ def lm_child(path, df, a, work):
                        splitter=RandomSplitter(0.1, seed=SEED))
         dls = db.dataloaders(df, bs=BS, seq_len=BPTT, num_workers=0)
     setup = time.perf_counter() - t
-    vocab = text_vocab(dls)
+    vocab = dls_info(dls).vocab
     (work/f'vocab_{path}.json').write_text(json.dumps(vocab))
     m = meter()
     if path == 'ours':

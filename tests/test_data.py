@@ -3,10 +3,10 @@ import bz2, gzip, lzma, pickle, random, re, tarfile, time, warnings, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import (AWD_LSTM, BaseTokenizer, LMDataLoader, awd_lstm_lm_config, awd_lstm_clas_config, defaults,
-                             language_model_learner, text_classifier_learner, load_learner)
+                             language_model_learner, text_classifier_learner, load_learner, Tokenizer, TextBlock, DataBlock, ColReader, RandomSplitter)
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.data import *
-from ulmfit_ext.data import _random_valid
+from ulmfit_ext.data import _random_valid, _token_ids
 from ulmfit_ext.readers import *
 from ulmfit_ext.tokens import *
 
@@ -191,7 +191,7 @@ def test_lm_dls_sources_vocab_and_batches(toy_df, tmp_path):
     x, y = dls.one_batch()
     assert x.shape == (4, 10) and x.dtype == torch.int64 and torch.equal(x[:, 1:], y[:, :-1])
 
-def test_lm_dls_backwards_reverses(toy_df):
+def test_lm_dls_reads_backwards(toy_df):
     fwd = lm_dls(toy_df, bs=4, bptt=10, seed=0, **FAST)
     bwd = lm_dls(toy_df, bs=4, bptt=10, seed=0, backwards=True, **FAST)
     assert bwd.vocab == fwd.vocab
@@ -225,8 +225,26 @@ def test_clas_dls_reuses_lm_vocab_and_cache(toy_df):
     x, y = dls.one_batch()
     assert x.shape[0] == 8 and y.shape == (8,)
     # the same text gets the same ids in both DataLoaders
-    tid = lambda d: next(t for t in d.train_ds.tls[0].tfms.fs if isinstance(t, TokenIds))
-    assert torch.equal(tid(dls)(5), tid(dls_lm)(5))
+    assert torch.equal(_token_ids(dls)(5), _token_ids(dls_lm)(5))
+
+def test_dls_info(toy_df):
+    "vocabulary, labels, tokenizer, post-rules, direction and bptt of `lm_dls`/`clas_dls` and of fastai's text DataLoaders"
+    def keep(toks): return toks
+    post = [keep]
+    fwd = lm_dls(toy_df, bs=4, bptt=10, seed=0, tok=BaseTokenizer(), post_rules=post, **FAST)
+    i = dls_info(fwd)
+    assert (i.vocab, i.labels, i.backwards, i.bptt, i.post_rules) == (list(fwd.vocab), None, False, 10, post)
+    assert isinstance(i.tokenizer, Tokenizer) and isinstance(i.tokenizer.tok, BaseTokenizer)
+    assert dls_info(lm_dls(toy_df, bs=4, bptt=10, seed=0, tok=BaseTokenizer(), backwards=True, **FAST)).backwards
+    c = dls_info(clas_dls(toy_df, vocab=fwd, bs=8, bptt=10, seed=0, backwards=True, **FAST))
+    assert (c.vocab, c.labels, c.backwards, c.post_rules) == (list(fwd.vocab), ['neg', 'pos'], True, post)
+    tb = TextBlock.from_df('text', is_lm=True, seq_len=10, tok=BaseTokenizer(), n_workers=0)
+    fa = DataBlock(blocks=tb, get_x=ColReader('text'), splitter=RandomSplitter(seed=0)).dataloaders(toy_df, bs=4, seq_len=10)
+    f = dls_info(fa)
+    assert (f.vocab, f.labels, f.post_rules, f.backwards, f.bptt) == (list(fa.vocab), None, None, False, 10)
+    assert isinstance(f.tokenizer.tok, BaseTokenizer)
+    fa.backwards = True                                       # a `backwards` attribute counts too
+    assert dls_info(fa).backwards
 
 def test_clas_dls_errors(toy_df):
     with pytest.raises(UlmfitError, match=r"Column\(s\) \['review'\] not in the DataFrame; its columns are \['text', 'label'\]"):

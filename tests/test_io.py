@@ -11,6 +11,7 @@ import ulmfit_ext.weights as uweights, ulmfit_ext.bundle as ubundle
 from ulmfit_ext.bundle import *
 from ulmfit_ext.weights import *
 from ulmfit_ext.tok_spec import *
+from ulmfit_ext.data import dls_info
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -352,7 +353,7 @@ def test_learner_bundles(toy_df, tmp_path):
     learn = text_classifier_learner(dls, AWD_LSTM, config=dict(emb_sz=20, n_hid=10, n_layers=2), pretrained=False)
     b = load_bundle(save_classifier_bundle(learn, tmp_path/'clas', metrics={'accuracy': 0.5}))
     assert (b.labels, b.config['backwards'], b.vocab) == (['a', 'b'], True, list(dls.vocab[0]))
-    tok = next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, Tokenizer))
+    tok = dls_info(dls).tokenizer
     assert b.tokenizer_spec['tokenizer'] == 'SpacyTokenizer' and 'replace_all_caps' in b.tokenizer_spec['rules']
     assert list(b.build_tokenizer()('The CAT sat!!!!')) == list(tok('The CAT sat!!!!'))
     e = load_bundle(save_encoder_bundle(learn, tmp_path/'enc'))

@@ -209,13 +209,13 @@ def test_spm_stage1_to_task_needs_no_remap(corpus, tmp_path, capsys):
     "The task's data built from the SentencePiece bundle have its vocabulary: every embedding row loads as pretrained, and the classifier shares it"
     import pandas as pd
     from ulmfit_ext.bundle import load_bundle
-    from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
+    from ulmfit_ext.data import lm_dls, clas_dls, _token_ids
     from ulmfit_ext.learner import lm_learner, clas_learner
     from ulmfit_ext.subword import SpmTokenizer
     res = _run_spm(corpus, tmp_path/'run', n_epoch=1, var_bptt=False)
     df = pd.DataFrame({'text': [f"the old man finds {w} and my sister hears it ." for w in ['a tree', 'the moon', 'zebras']*20], 'label': ['a', 'b', 'c']*20})
     dls = lm_dls(df, vocab=load_bundle(res.bundle), bs=4, bptt=8, seed=0, n_workers=0, progress=False)   # no `tok=`: the bundle's
-    tid = next(t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, TokenIds))
+    tid = _token_ids(dls)
     assert isinstance(tid.tok, SpmTokenizer) and Path(tid.tok.sp_model) == res.bundle/'spm.model'
     assert list(dls.vocab) == list(res.learn.dls.vocab)
     capsys.readouterr()

@@ -6,7 +6,7 @@ from fastai.text.all import (AWD_LSTM, Callback, CrossEntropyLossFlat, DataLoade
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext.splitters import clas_splitter
 from ulmfit_ext.schedules import *
-from ulmfit_ext.schedules import _cut
+from ulmfit_ext.schedules import _stlr_cut
 
 NB = 10  # training batches per epoch of the tiny learner
 
@@ -91,8 +91,8 @@ def test_stlr_per_group():
 def test_stlr_corner_cases():
     lrs = stlr(np.arange(26), 25)                    # T*cut_frac = 2.5: the formula's decay is 18 long, not 23
     assert math.isclose(lrs.min(), 1e-2 / 32) and np.allclose(lrs[-5:], 1e-2 / 32)
-    assert _cut(5, 0.1) == 1 and math.isclose(stlr(1, 5), 1e-2)
-    assert _cut(100, 0.29) == 29 and int(np.argmax(stlr(np.arange(101), 100, cut_frac=0.29))) == 29
+    assert _stlr_cut(5, 0.1) == 1 and math.isclose(stlr(1, 5), 1e-2)
+    assert _stlr_cut(100, 0.29) == 29 and int(np.argmax(stlr(np.arange(101), 100, cut_frac=0.29))) == 29
     assert math.isclose(stlr(-1, 100), 1e-2 / 32) and math.isclose(stlr(101, 100), 1e-2 / 32)
 
 @pytest.mark.parametrize('kw, msg', [(dict(cut_frac=0), r'`cut_frac`=0 is out of range: it must lie in \(0, 1\)'),

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from fastai.text.all import SentencePieceTokenizer, Tokenizer, defaults, compose
 from ulmfit_ext.core import UlmfitError
-from ulmfit_ext.data import lm_dls, clas_dls, TokenIds
+from ulmfit_ext.data import lm_dls, clas_dls, _token_ids
 from ulmfit_ext.tokens import tokenize_corpus
 from ulmfit_ext.subword import train_spm, spm_vocab, SpmTokenizer, spm_tokenizer
 
@@ -64,9 +64,8 @@ def test_lm_and_clas_dls_use_the_model_vocabulary():
     assert (x == 0).float().mean() < 0.02                         # hardly any xxunk: the pieces are in the vocabulary
     dc = clas_dls(df, vocab=dls, bs=8, bptt=10, seed=0, **FAST)   # the LM's tokenizer comes along
     assert list(dc.vocab[0]) == v
-    tid = lambda d: next(t for t in d.train_ds.tls[0].tfms.fs if isinstance(t, TokenIds))
-    assert isinstance(tid(dc).tok, SpmTokenizer)
-    assert torch.equal(tid(dc)('The cat sat.'), tid(dls)('The cat sat.'))
+    assert isinstance(_token_ids(dc).tok, SpmTokenizer)
+    assert torch.equal(_token_ids(dc)('The cat sat.'), _token_ids(dls)('The cat sat.'))
     bwd = lm_dls(df, tok=tkz, bs=4, bptt=10, seed=0, backwards=True, **FAST)
     assert list(bwd.vocab) == v
 

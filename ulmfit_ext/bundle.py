@@ -12,6 +12,7 @@ from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions
 from .weights import (normalize_keys, sd_kind, infer_config, check_compatible, RemapReport, load_weights, encoder_of, encoder_state,
                                 load_encoder_weights, remap_embeddings, read_itos, read_weights, wt103_files)
 from .tok_spec import tokenizer_spec, build_tokenizer, _sp_model_file, _edited, _SP_TOKS
+from .data import dls_info
 
 
 # %% auto #0
@@ -42,12 +43,6 @@ def _pretrained_source(source, backwards, path, allow_pickle, vocab):
     return sd, rep, Path(source)/'weights.pth'
 
 # %% ../nbs/04a_bundle.ipynb #49d014ce
-def _dls_vocab(dls):
-    "(token vocabulary, class labels or None) of text `DataLoaders`"
-    v = dls.vocab
-    if len(v) == 2 and not isinstance(v[0], str): return list(v[0]), list(v[1])
-    return list(v), None
-
 def load_pretrained_lm(learn_or_model, # A `Learner` or a language model / classifier
                        vocab:list=None, # The target vocabulary; defaults to the learner's
                        source:str='wt103', # Which published weights; only fastai's `'wt103'` for now
@@ -64,7 +59,7 @@ def load_pretrained_lm(learn_or_model, # A `Learner` or a language model / class
     model = learn.model if learn else learn_or_model
     if vocab is None:
         if learn is None: raise UlmfitError("Pass `vocab=` (the target vocabulary) when loading into a bare model.")
-        vocab = _dls_vocab(learn.dls)[0]
+        vocab = dls_info(learn.dls).vocab
     n_rows = encoder_of(model).encoder.num_embeddings
     if len(vocab) != n_rows: raise UlmfitError(f"The vocabulary has {len(vocab)} tokens but the model's embedding has {n_rows} rows: pass the vocabulary the model was built with.")
     sd, rep, wf = _pretrained_source(source, backwards, path, allow_pickle, vocab)
@@ -124,14 +119,14 @@ def build_model(cfg:dict) -> nn.Module:
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ulmfit_ext.bundle', 1
 _REQUIRED = ('config.json', 'provenance.json', 'weights.pth', 'vocab.json')
 
-def _jsonable(o):
+def _json_default(o):
     "Turn numpy/torch numbers and paths into JSON values (used as `json.dump`'s `default`)"
     if hasattr(o, 'tolist'): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 def _dump_json(path, obj):
-    try: Path(path).write_text(json.dumps(obj, indent=1, default=_jsonable))
+    try: Path(path).write_text(json.dumps(obj, indent=1, default=_json_default))
     except TypeError as e: raise UlmfitError(f"Cannot write {Path(path).name}: {e}. Pass plain numbers, strings, lists and dicts.") from None
 
 def _is_bundle(path):
@@ -343,45 +338,25 @@ def resolve_pretrained(pretrained, # `None`, 'wt103', a name of `shipped_models`
     "`pretrained` with a shipped model's name replaced by its verified bundle folder"
     return shipped_bundle(pretrained, backwards) if isinstance(pretrained, str) and pretrained in shipped_models else pretrained
 
-# %% ../nbs/04a_bundle.ipynb #b202a81c
-def _text_tfms(dls):
-    "The transforms of the text pipeline of `dls`"
-    ds = dls.train_ds
-    ds = ds.tls[0] if hasattr(ds, 'tls') else ds
-    return list(ds.tfms.fs)
-
-def _dls_info(dls) -> dict:
-    "vocab, labels, tokenizer, backwards and seq_len of text `DataLoaders`"
-    vocab, labels = _dls_vocab(dls)
-    tfms = _text_tfms(dls)
-    tok = next((t for t in tfms if isinstance(t, Tokenizer)), None) or _token_ids_tokenizer(tfms)
-    bw = any(getattr(t, 'name', None) == 'reverse_text' for t in tfms)
-    return dict(vocab=vocab, labels=labels, tokenizer=tok, backwards=bw, bptt=getattr(dls.train, 'seq_len', None))
-
-def _token_ids_tokenizer(tfms):
-    "The fastai `Tokenizer` equivalent to the `TokenIds` transform of `lm_dls`/`clas_dls`, if there is one"
-    t = next((t for t in tfms if type(t).__name__ == 'TokenIds'), None)
-    return None if t is None else Tokenizer(t.tok or WordTokenizer(), rules=t.rules)  # fastai's `Tokenizer` applies its default post-rules
-
 # %% ../nbs/04a_bundle.ipynb #77ef98a7
 @delegates(save_bundle, but=['model', 'vocab', 'kind', 'labels', 'tokenizer', 'backwards', 'bptt'])
 def save_lm_bundle(learn, path, **kwargs) -> Path:
     "Save a language-model learner as a bundle (vocab, tokenizer, backwards and bptt from its `dls`)"
-    i = _dls_info(learn.dls)
-    return save_bundle(path, learn.model, i['vocab'], 'lm', tokenizer=i['tokenizer'], backwards=i['backwards'], bptt=i['bptt'], **kwargs)
+    i = dls_info(learn.dls)
+    return save_bundle(path, learn.model, i.vocab, 'lm', tokenizer=i.tokenizer, backwards=i.backwards, bptt=i.bptt, **kwargs)
 
 @delegates(save_bundle, but=['model', 'vocab', 'kind', 'labels', 'tokenizer', 'backwards', 'bptt'])
 def save_encoder_bundle(learn, path, **kwargs) -> Path:
     "Save only the encoder and vocabulary of a learner, what a classifier needs from a fine-tuned LM"
-    i = _dls_info(learn.dls)
-    return save_bundle(path, learn.model, i['vocab'], 'encoder', tokenizer=i['tokenizer'], backwards=i['backwards'], bptt=i['bptt'], **kwargs)
+    i = dls_info(learn.dls)
+    return save_bundle(path, learn.model, i.vocab, 'encoder', tokenizer=i.tokenizer, backwards=i.backwards, bptt=i.bptt, **kwargs)
 
 @delegates(save_bundle, but=['model', 'vocab', 'kind', 'labels', 'tokenizer', 'backwards', 'bptt'])
 def save_classifier_bundle(learn, path, **kwargs) -> Path:
     "Save a classifier learner as a bundle, with its class labels (a regression's: its target's name) and its task"
-    i, task = _dls_info(learn.dls), getattr(learn, 'task', None)
-    labels = [task.get('target', 'value')] if task and task['type'] == 'regression' else i['labels']
-    return save_bundle(path, learn.model, i['vocab'], 'classifier', tokenizer=i['tokenizer'], labels=labels, backwards=i['backwards'], task=task, **kwargs)
+    i, task = dls_info(learn.dls), getattr(learn, 'task', None)
+    labels = [task.get('target', 'value')] if task and task['type'] == 'regression' else i.labels
+    return save_bundle(path, learn.model, i.vocab, 'classifier', tokenizer=i.tokenizer, labels=labels, backwards=i.backwards, task=task, **kwargs)
 
 # %% ../nbs/04a_bundle.ipynb #f6b71db8
 def load_legacy(path, # A fastai `.pkl` (export or vocabulary) or an old `.pth` that needs full unpickling

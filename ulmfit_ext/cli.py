@@ -88,10 +88,6 @@ def _predict(model, texts:list, bs:int=64, **kwargs):
     "The `predict_texts` table for `texts` (`label` and `prob_<class>`; a multi-label set or a regression's `prediction` as the task is), in input order, from a classifier or ensemble folder (`kwargs`: `sha256`, `int8`, `n_workers`)"
     return _lib('inference').predict_texts(_clas_folder(model), texts, bs=bs, progress=True, **kwargs).reset_index(drop=True)
 
-def _classes(preds) -> list:
-    "The class labels of a `predict_texts` table, in the order of its probability columns"
-    return [c[len('prob_'):] for c in preds.columns if c.startswith('prob_')]
-
 # %% ../nbs/09_cli.ipynb #08745750
 @_subcommand
 def ulmfit_predict(model:str, # The classifier: the --out folder of `ulmfit train-classifier`, or a classifier bundle

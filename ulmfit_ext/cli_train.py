@@ -92,7 +92,7 @@ def _label_cols(label_col:str, multi_label:bool, label_delim:str) -> tuple:
         return cols, None
     return cols, (label_delim or ';') if (multi_label or label_delim) else None
 
-def _y_range(y_range:str):
+def _parse_y_range(y_range:str):
     "--y-range as the library takes it: not given -> 'auto', 'none' -> None, 'low,high' -> a pair"
     if y_range is None: return 'auto'
     if y_range.strip().lower() == 'none': return None
@@ -272,12 +272,12 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
     for c in cols: _check_columns(data, encoding, label_col=c)
     sha = _digest(expect_sha256)
     if backbone != 'awd-lstm': return _train_backbone(data, backbone, out, overwrite, lm, lm_bwd, backwards, sha, variant, drop_mult, bptt, labels_per_class,
-        text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
+        text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_parse_y_range(y_range),
         loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr,
         schedule=schedule, paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume,
         device=device, precision=precision)
     enc = _stage_lm(_need(lm, '--lm', "the --out folder of `ulmfit finetune-lm` (or choose a transformer with --backbone minilm)"), sha)
-    kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_y_range(y_range),
+    kw = dict(text_col=text_col, label_col=cols if len(cols) > 1 else cols[0], label_delim=delim, regression=regression, y_range=_parse_y_range(y_range),
               loss=loss, class_weights=class_weights, label_smoothing=label_smoothing, monitor=monitor, labels_per_class=labels_per_class,
               valid_col=valid_col, valid_pct=valid_pct, epochs=epochs, lr=lr, drop_mult=drop_mult, variant=variant, schedule=schedule,
               paper=paper_defaults, patience=_patience(patience), keep=keep, bs=bs, bptt=bptt, seed=seed, is_deterministic=deterministic, encoding=encoding, resume=resume,

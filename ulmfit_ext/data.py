@@ -16,7 +16,7 @@ from .tokens import TokenStore, tokenize_corpus, _tok_texts, _unwrap_tok, _check
 
 # %% auto #0
 __all__ = ['TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader', 'lm_dls', 'stratified_valid', 'LabelledRows', 'labelled_rows',
-           'doc_dls', 'clas_dls']
+           'doc_dls', 'clas_dls', 'DlsInfo', 'dls_info']
 
 # %% ../nbs/01_data.ipynb #74ed13ee
 def _train_counter(stores, starts, idxs) -> Counter:
@@ -149,7 +149,7 @@ def new(self:VarLenLMDataLoader, dataset=None, **kwargs):
     return super(VarLenLMDataLoader, self).new(dataset=dataset, **merge(kw, kwargs))
 
 # %% ../nbs/01_data.ipynb #469f0691
-def _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress, **kwargs):
+def _corpus_kwargs(tok, rules, post_rules, cache, n_workers, progress, **kwargs):
     "The arguments of `tokenize_corpus` as one dict"
     return dict(tok=tok, rules=rules, post_rules=post_rules, cache=cache, n_workers=n_workers, progress=progress, **kwargs)
 
@@ -164,11 +164,15 @@ def _random_valid(n:int, valid_pct:float, seed) -> list:
     return sorted(RandomSplitter(valid_pct, seed=seed)(range(n))[1]) or [int(np.random.default_rng(seed).integers(n))]
 
 # %% ../nbs/01_data.ipynb #9f5fd023
-def _token_ids(dls):
-    "The `TokenIds` transform of `DataLoaders` built by `lm_dls`/`clas_dls`, or `None`"
+def _train_text_tfms(dls) -> list:
+    "The transforms of the text part of the training set of `dls` (the first of its `tls`), `[]` if it has none"
     ds = getattr(dls, 'train_ds', None)
     ds = getattr(ds, 'tls', [ds])[0]
-    return first(t for t in getattr(getattr(ds, 'tfms', None), 'fs', []) if isinstance(t, TokenIds))
+    return list(getattr(getattr(ds, 'tfms', None), 'fs', []))
+
+def _token_ids(dls):
+    "The `TokenIds` transform of `DataLoaders` built by `lm_dls`/`clas_dls`, or `None`"
+    return first(t for t in _train_text_tfms(dls) if isinstance(t, TokenIds))
 
 def _tok_of(vocab, tok, rules, post_rules) -> tuple:
     "(tok, rules, post_rules): those given, else the ones that came with `vocab` (a `Bundle` with a tokenizer, or `lm_dls` DataLoaders)"
@@ -193,7 +197,7 @@ def _build_vocab(tfm_stores, train_idx, vocab, min_freq, max_vocab, tok=None) ->
                           f"`min_freq`={min_freq} times or more. Lower `min_freq`, or add text.")
     return v
 
-def _text_tfms(stores, vocab, backwards, tkw) -> list:
+def _build_text_tfms(stores, vocab, backwards, tkw) -> list:
     "Item transforms of a text pipeline: `TokenIds`, then `reverse_text` for a backwards model"
     return [TokenIds(stores, vocab, tkw['tok'], tkw['rules'], tkw['post_rules'])] + ([reverse_text] if backwards else [])
 
@@ -227,13 +231,13 @@ def lm_dls(source, # DataFrame, CSV path, list/Series of texts, corpus path (see
     "Language-model `DataLoaders` over all the texts of `source` and `more`, tokenized once and cached"
     check_args(bs=bs, bptt=bptt, valid_pct=valid_pct, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
     tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
-    tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress, **{k:kwargs.pop(k) for k in ('split','encoding','extensions','chunk_chars','max_chars') if k in kwargs})
+    tkw = _corpus_kwargs(tok, rules, post_rules, cache, n_workers, progress, **{k:kwargs.pop(k) for k in ('split','encoding','extensions','chunk_chars','max_chars') if k in kwargs})
     stores = _stores((source,)+more, text_col, tkw)
     n = sum(map(len, stores))
     valid = _random_valid(n, valid_pct, seed)
     train = np.setdiff1d(np.arange(n), valid)
     vocab = _build_vocab(stores, train, vocab, min_freq, max_vocab, tok)
-    tfms = _text_tfms(stores, vocab, backwards, tkw)
+    tfms = _build_text_tfms(stores, vocab, backwards, tkw)
     _check_streams(tfms[0], bs, training=train, validation=valid)
     dl_type = VarLenLMDataLoader if var_bptt else LMDataLoader
     dls_kw = {'seq_len': bptt, 'cache': 2*bs+2}  # LRU of documents: each of the `bs` streams keeps its current and next one
@@ -270,7 +274,7 @@ def _clas_split(df, valid_col, valid_pct, seed, strata):
     if not v.any() or v.all(): raise UlmfitError(f"Column {valid_col!r} marks {int(v.sum())} of {len(df)} rows as validation; it must mark some rows, not all.")
     return np.flatnonzero(v).tolist()
 
-def _classes(labels, multi) -> list:
+def _distinct_classes(labels, multi) -> list:
     "The distinct classes in `labels` (for multi-label data every class of every row's list), sorted as fastai sorts them"
     if multi: return sorted({c for l in labels for c in l})
     return sorted(set(labels), key=lambda c: (str(type(c)), c))
@@ -278,7 +282,7 @@ def _classes(labels, multi) -> list:
 def _check_classes(labels, train, valid, label_col, multi=False):
     "Refuse training rows of one class and validation classes never trained on; warn about classes without a validation row"
     labels = pd.Series(list(labels), dtype=object).to_numpy()
-    tr, va = _classes(labels[train], multi), _classes(labels[valid], multi)
+    tr, va = _distinct_classes(labels[train], multi), _distinct_classes(labels[valid], multi)
     if len(tr) < 2:
         raise UlmfitError(f"The {len(train)} training rows all have the same class ({tr[0] if tr else None!r} in column {label_col!r}): a classifier needs at least two classes. "
                           f"Check `label_col`, and that the validation split (`valid_col`/`valid_pct`) did not take every row of the other classes.")
@@ -385,7 +389,30 @@ def clas_dls(df_or_csv, # DataFrame or CSV path with a text and a label column
     check_args(bs=bs, bptt=bptt, min_freq=min_freq, max_vocab=max_vocab, seed=seed, n_workers=n_workers)
     lab = labelled_rows(df_or_csv, text_col, label_col, valid_col, valid_pct, seed, label_delim, regression, encoding)
     tok, rules, post_rules = _tok_of(vocab, tok, rules, post_rules)
-    tkw = _tok_kwargs(tok, rules, post_rules, cache, n_workers, progress)
+    tkw = _corpus_kwargs(tok, rules, post_rules, cache, n_workers, progress)
     stores = _stores([lab.df], text_col, tkw)
-    tfms = _text_tfms(stores, _build_vocab(stores, lab.train, vocab, min_freq, max_vocab, tok), backwards, tkw)
+    tfms = _build_text_tfms(stores, _build_vocab(stores, lab.train, vocab, min_freq, max_vocab, tok), backwards, tkw)
     return doc_dls(lab, tfms, Pad_Chunk(seq_len=bptt), tfms[0].lengths(), bs=bs, path=path, **kwargs)
+
+# %% ../nbs/01_data.ipynb #bf46f70a
+class DlsInfo(NamedTuple):
+    "What `dls_info` reads off text `DataLoaders`"
+    vocab:list # The token vocabulary (`None` if `dls` has none)
+    labels:list # A classifier's classes as `dls.vocab[1]` holds them; `None` for a language model
+    tokenizer:Tokenizer # The fastai `Tokenizer` that made the tokens; `None` if the pipeline has none
+    post_rules:list # The rules run after tokenizing (`TokenIds`'s); `None` with fastai's `Tokenizer` (its defaults)
+    backwards:bool # Are the texts read backwards?
+    bptt:int # The `seq_len` of the training loader; `None` if it has none
+
+def dls_info(dls:DataLoaders, # Text `DataLoaders`: `lm_dls`/`clas_dls`, fastai's (`TextBlock`, `TextDataLoaders`) or a transformer's
+            ) -> DlsInfo:
+    "The vocabulary, class labels, tokenizer and post-rules, direction and `bptt` of text `DataLoaders`"
+    v = getattr(dls, 'vocab', None)
+    if v is None: vocab, labels = None, None
+    elif len(v) == 2 and is_listy(v[0]): vocab, labels = list(v[0]), list(v[1])   # a classifier's (tokens, classes)
+    else: vocab, labels = list(v), None
+    tfms = _train_text_tfms(dls)
+    tok, post = first(t for t in tfms if isinstance(t, (TokenIds, Tokenizer))), None
+    if isinstance(tok, TokenIds): tok, post = Tokenizer(ifnone(tok.tok, WordTokenizer()), rules=tok.rules), tok.post_rules
+    bw = any(getattr(t, 'name', None) == 'reverse_text' for t in tfms) or bool(getattr(dls, 'backwards', False))
+    return DlsInfo(vocab, labels, tok, post, bw, getattr(getattr(dls, 'train', None), 'seq_len', None))

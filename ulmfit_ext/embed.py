@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice
 from .bundle import Bundle, load_bundle
-from .inference import (Predictor, as_predictor, _concat_pool, _eval_mode, _map_batches, _as_list, _check_texts, _predictors)
+from .inference import (Predictor, as_predictor, _concat_pool, _eval_mode, _map_batches, _as_list, _check_pred_texts, _predictors)
 from .pair import BiClassifier
 
 # %% auto #0
@@ -76,5 +76,5 @@ def embed_texts(model, # Classifier or LM `Learner`; classifier, LM or encoder b
     items, index = _as_list(texts, text_col)
     width = sum(p.embed_width(pool) for p in ps)
     fn = lambda ids: np.concatenate([p.embed_of(ids, pool) for p in ps], 1)
-    return _map_batches(ps[0], _check_texts(items, index), fn, width, bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens,
+    return _map_batches(ps[0], _check_pred_texts(items, index), fn, width, bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens,
                         keep=keep_end, n_workers=n_workers or 0)

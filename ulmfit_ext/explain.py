@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice
-from .inference import Predictor, _resolve, _predictors, _pool_starts, _as_list, _check_texts, _activate, model_task
+from .inference import Predictor, _resolve, _predictors, _pool_starts, _as_list, _check_pred_texts, _activate, model_task
 
 # %% auto #0
 __all__ = ['Attribution', 'explain_texts', 'explain_text']
@@ -148,7 +148,7 @@ def explain_texts(model, # Classifier `Learner`, bundle or its folder, `Predicto
     if any(_other_arch_model(p.model) for p in ps):
         raise UlmfitError("Token attributions read the AWD-LSTM's embedding layer; a transformer classifier is not supported by `explain_texts` yet. Use an AWD-LSTM model, or `predict_texts` for its predictions.")
     items, index = _as_list(texts, text_col)
-    items = _check_texts(items, index)
+    items = _check_pred_texts(items, index)
     from ulmfit_ext.inference import predict_probs
     probs = predict_probs(res, items, progress=False)
     p0, out = ps[0], []

@@ -15,7 +15,7 @@ from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from torch.nn.utils.rnn import pad_sequence
 from .core import UlmfitError, check_args
-from .data import TokenIds
+from .data import dls_info
 from .tokens import _tok_texts, _rules_of
 from .bundle import Bundle, load_bundle, other_arch
 
@@ -25,32 +25,7 @@ __all__ = ['Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model
 # %% ../nbs/06_inference.ipynb #d866e782
 from .tasks import task_of   # what a classifier predicts: single-/multi-label classes or a number
 
-# %% ../nbs/06_inference.ipynb #b484fe50
-def _text_pipeline(dls) -> list:
-    "The transforms of the text part of `dls`'s training set"
-    ds = dls.train_ds
-    ds = ds.tls[0] if hasattr(ds, 'tls') else ds
-    return list(ds.tfms.fs)
-
-def _dls_tokenizer(dls):
-    "(fastai `Tokenizer`, post-tokenization rules) that turned the texts of `dls` into tokens"
-    for t in _text_pipeline(dls):
-        if isinstance(t, TokenIds): return Tokenizer(ifnone(t.tok, WordTokenizer()), rules=t.rules), t.post_rules
-        if isinstance(t, Tokenizer): return t, None
-    raise UlmfitError("Could not find the tokenizer in the learner's DataLoaders (no `TokenIds` or fastai `Tokenizer` transform). "
-                      "Pass `tokenizer=` (a fastai `Tokenizer`).")
-
-def _dls_backwards(dls) -> bool:
-    "Does `dls` read its texts backwards (`reverse_text` in the pipeline)?"
-    return any(getattr(t, 'name', None) == 'reverse_text' for t in _text_pipeline(dls))
-
 # %% ../nbs/06_inference.ipynb #c65cc1d5
-def _vocab_labels(dls):
-    "(token vocabulary, class labels or None) of text `DataLoaders`"
-    v = dls.vocab
-    if len(v) == 2 and len(v[0]) and not isinstance(v[0], str): return list(v[0]), [str(o) for o in v[1]]
-    return list(v), None
-
 def _unk_idx(vocab) -> int:
     "Index of `xxunk` (fastai maps unknown tokens to it), 0 if the vocabulary has none"
     return vocab.index(UNK) if UNK in vocab else 0
@@ -116,12 +91,15 @@ def numericalize(self:Predictor, toks:list) -> Tensor:
 def _from_learner(learn, tokenizer=None):
     "A `Predictor` over the model and `DataLoaders` of `learn`"
     if getattr(learn, 'backbone', None) is not None: return _arch_predictor(learn, tokenizer)
-    vocab, labels = _vocab_labels(learn.dls)
-    tok, post = (tokenizer, None) if tokenizer is not None else _dls_tokenizer(learn.dls)
+    i = dls_info(learn.dls)
+    tok, post = (tokenizer, None) if tokenizer is not None else (i.tokenizer, i.post_rules)
+    if tok is None: raise UlmfitError("Could not find the tokenizer in the learner's DataLoaders (no `TokenIds` or fastai `Tokenizer` transform). "
+                                      "Pass `tokenizer=` (a fastai `Tokenizer`).")
+    labels = None if i.labels is None else [str(o) for o in i.labels]
     task = None if isinstance(learn, LMLearner) else (getattr(learn, 'task', None) or task_of(learn.dls))
     if task and task['type'] == 'regression': labels = [task.get('target', 'value')]
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
-    return Predictor(learn.model, vocab, labels, tok, post, _dls_backwards(learn.dls), source='the learner', kind=kind, task=task)
+    return Predictor(learn.model, i.vocab, labels, tok, post, i.backwards, source='the learner', kind=kind, task=task)
 
 def _arch_predictor(obj, tokenizer):
     "The predictor of a learner or bundle of another architecture than AWD-LSTM (a transformer: `transformer.TransformerPredictor`)"
@@ -155,7 +133,7 @@ def _pad_batch(ids:list, pad_idx:int, bptt:int) -> Tensor:
     n = -(-max(len(x) for x in ids) // bptt) * bptt
     return torch.stack([pad_chunk(x, pad_idx=pad_idx, pad_first=True, seq_len=bptt, pad_len=n) for x in ids])
 
-def _cut(ids:Tensor, max_tokens:int=None, keep:str='head') -> Tensor:
+def _cut_ids(ids:Tensor, max_tokens:int=None, keep:str='head') -> Tensor:
     "The first (`keep='head'`) or last (`'tail'`) `max_tokens` of `ids`"
     if max_tokens is None or len(ids) <= max_tokens: return ids
     return ids[:max_tokens] if keep == 'head' else ids[-max_tokens:]
@@ -245,7 +223,7 @@ def _is_missing(o) -> bool:
     return o is None or o is pd.NA or (isinstance(o, float) and o != o)
 
 # %% ../nbs/06_inference.ipynb #4b0010fa
-def _check_texts(items:list, index=None) -> list:
+def _check_pred_texts(items:list, index=None) -> list:
     "Raise `UlmfitError` for no items, missing values or non-strings in `items`, naming where they are"
     if not len(items): raise UlmfitError("There are no texts to predict (the input is empty).")
     name = (lambda i: index[i:i+1].tolist()[0]) if index is not None else (lambda i: i)  # plain Python values in messages
@@ -266,20 +244,20 @@ def _chunk_batches(lens:np.ndarray, bs:int) -> list:
     order = np.argsort(-lens, kind='stable')
     return [order[i:i+bs] for i in range(0, len(order), bs)]
 
-def _chunks(n:int, chunk_size:int):
+def _chunk_bounds(n:int, chunk_size:int):
     "Yield `(start, end)` of the chunks of `n` texts"
     for s in range(0, n, chunk_size): yield s, min(s+chunk_size, n)
 
-def _n_batches(n, chunk_size, bs): return sum(-(-(e-s)//bs) for s,e in _chunks(n, chunk_size))
+def _n_batches(n, chunk_size, bs): return sum(-(-(e-s)//bs) for s,e in _chunk_bounds(n, chunk_size))
 
 class _TextIds:
-    "Texts -> id arrays as `Predictor.tokenize`, `numericalize` and `_cut` make them; picklable, for tokenizer worker processes"
+    "Texts -> id arrays as `Predictor.tokenize`, `numericalize` and `_cut_ids` make them; picklable, for tokenizer worker processes"
     def __init__(self, p:Predictor, max_tokens=None, keep='head'):
         self.tkz, self.o2i, self.unk = _rules_of(p.tokenizer.tok, p.tokenizer.rules, p.post_rules), p.o2i, p.unk
         self.max_tokens, self.keep = max_tokens, keep
     def __call__(self, texts) -> list:
         o2i, unk = self.o2i, self.unk
-        return [_cut(np.array([o2i.get(t, unk) for t in toks] or [unk], dtype=np.int64), self.max_tokens, self.keep)
+        return [_cut_ids(np.array([o2i.get(t, unk) for t in toks] or [unk], dtype=np.int64), self.max_tokens, self.keep)
                 for toks in _tok_texts(self.tkz, list(texts))]
 
 _WORKER = {}   # inside a tokenizer worker process only: the `_TextIds` it runs, set once when the worker starts
@@ -318,13 +296,13 @@ _PIECE = 256   # texts per job of a tokenizer worker
 def _map_batches(p0:Predictor, items:list, fn, width:int, bs=64, chunk_size=4096, progress=True, max_tokens=None, keep='head', n_workers=0) -> np.ndarray:
     "`fn(ids)` (a `len(ids)` × `width` array) of the strings `items`, tokenized by `p0` a chunk at a time and batched by length, rows in input order"
     out = np.zeros((len(items), width), dtype=np.float32)
-    chunks = list(_chunks(len(items), chunk_size))
+    chunks = list(_chunk_bounds(len(items), chunk_size))
     if n_workers and len(items) > _PIECE and getattr(p0, 'parallel_tokenize', True):
         if p0.tokenizer is None: p0.tokenize([])   # the error that names the missing tokenizer
         spans = [[(a, min(a+_PIECE, e)) for a in range(s, e, _PIECE)] for s,e in chunks]
         pieces = _worker_ids_in_order(_TextIds(p0, max_tokens, keep), items, [sp for c in spans for sp in c], n_workers, -(-chunk_size // _PIECE))
         chunk_ids = ([i for _ in c for i in next(pieces)] for c in spans)
-    else: chunk_ids = ([_cut(p0.numericalize(t), max_tokens, keep) for t in p0.tokenize(items[s:e])] for s,e in chunks)
+    else: chunk_ids = ([_cut_ids(p0.numericalize(t), max_tokens, keep) for t in p0.tokenize(items[s:e])] for s,e in chunks)
     def batches():
         for (s,e),ids in zip(chunks, chunk_ids):
             for b in _chunk_batches(np.array([len(x) for x in ids]), bs): yield s+b, [ids[i] for i in b]
@@ -372,7 +350,7 @@ def predict_probs(model, # Classifier `Learner`, `Bundle`, bundle or ensemble fo
     check_args(bs=bs, chunk_size=chunk_size, max_tokens=max_tokens, keep_end=keep_end, n_workers=n_workers)
     preds = _predictors(_resolve(model, tokenizer, sha256, int8))
     items, index = _as_list(texts, text_col)
-    return _predict_probs(preds, _check_texts(items, index), bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens, keep=keep_end, n_workers=n_workers or 0)
+    return _predict_probs(preds, _check_pred_texts(items, index), bs=bs, chunk_size=chunk_size, progress=progress, max_tokens=max_tokens, keep=keep_end, n_workers=n_workers or 0)
 
 # %% ../nbs/06_inference.ipynb #6b601199
 @delegates(predict_probs, but=['model', 'texts'])

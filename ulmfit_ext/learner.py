@@ -8,6 +8,7 @@ import importlib
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, check_int
 from .model_checks import _check_model_args
+from .data import dls_info
 from .splitters import lm_splitter, clas_splitter
 from .bundle import resolve_pretrained
 from .auto import FitReport, BestEpoch, head_lr, auto_drop_mult, auto_lm_lr, clas_epochs, lm_epochs, auto_patience, auto_min_epoch
@@ -29,11 +30,6 @@ def ulmfit_opt(params, lr=1e-3, **kwargs):
     "Adam with the paper's β₁=0.7, β₂=0.99 (fastai's `Adam` with `mom=0.7, sqr_mom=0.99`)"
     return Adam(params, lr=lr, **{**dict(mom=0.7, sqr_mom=0.99), **kwargs})
 
-def _text_vocab(dls):
-    "The text vocabulary of LM or classifier `dls`"
-    v = dls.vocab
-    return v[0] if isinstance(v, (L, list, tuple)) and len(v) == 2 and isinstance(v[0], (L, list)) else v
-
 # %% ../nbs/05_learner.ipynb #5859f890
 @delegates(Learner.__init__)
 def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fastai's with `is_lm=True`)
@@ -52,24 +48,21 @@ def lm_learner(dls:DataLoaders, # Language-model DataLoaders (`lm_dls`, or fasta
               ) -> LMLearner:
     "An AWD-LSTM language-model learner with the paper's defaults and layer groups; unfrozen, ready for Stage 2"
     if pretrained is False: pretrained = None   # fastai's spelling of "no pretrained weights"
-    pretrained = resolve_pretrained(pretrained, ifnone(backwards, _is_backwards(dls)))
+    info = dls_info(dls)
+    backwards = ifnone(backwards, info.backwards)
+    pretrained = resolve_pretrained(pretrained, backwards)
     _check_sizes(pretrained, config)
-    vocab, cfg = _text_vocab(dls), {**ulmfit_lm_config, **_bundle_sizes(pretrained), **(config or {})}
+    vocab, cfg = info.vocab, {**ulmfit_lm_config, **_bundle_sizes(pretrained), **(config or {})}
     drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'lm')
     model = get_language_model(arch, len(vocab), config=cfg, drop_mult=drop_mult)
     learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=partial(lm_splitter, order=order),
                       opt_func=opt_func, moms=moms, alpha=alpha, beta=beta, **kwargs)
     learn.drop_mult = drop_mult
-    if pretrained is not None: _load_pretrained_lm(learn, pretrained, pretrained_path, ifnone(backwards, _is_backwards(dls)))
+    if pretrained is not None: _load_pretrained_lm(learn, pretrained, pretrained_path, backwards)
     return learn
 
 # %% ../nbs/05_learner.ipynb #fb1ad157
-def _is_backwards(dls):
-    "Whether `dls` feeds text backwards (fastai adds `reverse_text` to the type transforms)"
-    tfms = getattr(getattr(dls, 'train_ds', None), 'tfms', None) or []
-    return any('reverse_text' in str(getattr(t, 'fs', t)) for t in tfms) or bool(getattr(dls, 'backwards', False))
-
 def _load_pretrained_lm(learn, pretrained, path, backwards):
     "Load published or bundled LM weights into `learn`, remapped to its vocabulary"
     is_bundle = isinstance(pretrained, (str, Path)) and pretrained != 'wt103' and Path(pretrained).is_dir()
@@ -140,7 +133,7 @@ def _check_head_args(n_out, lin_ftrs, ps, bptt, max_len):
         for i,p in enumerate(ps): check_range(f'ps[{i}]', p, 0, 1, hint='It is a dropout probability.')
 
 # %% ../nbs/05_learner.ipynb #1c6e4bd9
-def _y_range(dls, task:dict, y_range):
+def _head_y_range(dls, task:dict, y_range):
     "The output range of the head: `None` for classifiers, `auto_y_range` of the training targets for 'auto', else `y_range` checked"
     if task['type'] != 'regression' or y_range is None: return None
     if isinstance(y_range, str) and y_range == 'auto': return auto_y_range(train_targets(dls).numpy())
@@ -200,14 +193,14 @@ def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary
     check_args(n_out=n_out)
     if pretrained is True: raise UlmfitError("`pretrained=True` is fastai's way to load WikiText-103 into the classifier; here the encoder comes from Stage 2: pass `encoder=` (an LM learner, an encoder file or a bundle).")
     if pretrained is False and encoder is not None: raise UlmfitError("`pretrained=False` asks for a classifier without a pretrained encoder, but `encoder=` was given: pass one or the other.")
-    vocab, n_out = _text_vocab(dls), ifnone(n_out, get_c(dls))
+    vocab, n_out = dls_info(dls).vocab, ifnone(n_out, get_c(dls))
     cfg = {**ulmfit_clas_config, **_encoder_sizes(encoder), **(config or {})}
     drop_mult = ifnone(drop_mult, auto_drop_mult(cfg['n_hid']))
     if not n_out: raise UlmfitError("The number of classes could not be read from `dls`: pass `n_out=`.")
     _check_head_args(n_out, lin_ftrs, ps, bptt, max_len)
     if arch is AWD_LSTM: _check_model_args(cfg, drop_mult, len(vocab), 'classifier')
     task = task_of(dls)
-    y_range, lf = _y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
+    y_range, lf = _head_y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
     model = get_text_classifier(arch, len(vocab), n_out, seq_len=bptt, config=cfg, drop_mult=drop_mult,
                                 lin_ftrs=ifnone(lin_ftrs, [50]), ps=ps, max_len=max_len, y_range=y_range)
     learn = TextLearner(dls, model, loss_func=lf, splitter=clas_splitter, opt_func=opt_func, moms=moms, alpha=alpha, beta=beta,
@@ -222,7 +215,7 @@ def _attach_encoder(learn, encoder, vocab):
     "Load `encoder` (LM learner, `.pth` file or bundle dir) into `learn`'s classifier; return a description of it"
     if encoder is None: return None
     if isinstance(encoder, Learner):
-        _check_vocab(vocab, _text_vocab(encoder.dls), 'the LM learner')
+        _check_vocab(vocab, dls_info(encoder.dls).vocab, 'the LM learner')
         _copy_encoder(learn.model, _encoder_of(encoder.model).state_dict(), 'the LM learner')
         return 'LM learner'
     p = Path(encoder)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib, json, shutil, time
 from fastai.text.all import *
 from .core import UlmfitError, check_args, check_int, check_choice, check_dest, atomic_path, deterministic, versions
-from .data import lm_dls, clas_dls
+from .data import lm_dls, clas_dls, dls_info
 from .tokens import _read_df, _check_cols
-from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained, _dls_info
+from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained
 from .auto import FitReport, auto_bs, pick_device, place
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _is_backwards, _encoder_sizes, _task
+from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _encoder_sizes, _task
 from .tasks import sample_per_class
 from .epoch_checkpoint import checkpoints
 from .reports import LossHistory, _hist, class_report, task_report, task_figure, save_figure, plot_losses, plot_confusion, plot_lr_schedule, plot_lr_find, _figure
@@ -171,7 +171,7 @@ def _lm_source(lm, sha256=None):
     if isinstance(lm, StageRun): lm = lm.learn
     if isinstance(lm, Learner):
         _pin(lm, sha256, 'language model')
-        return lm, lm.dls, _is_backwards(lm.dls)
+        return lm, lm.dls, dls_info(lm.dls).backwards
     b = find_bundle(lm, ('encoder', 'bundle'), 'language model')
     bundle = load_bundle(b, sha256=sha256, kinds=('lm', 'encoder'))
     return b, bundle, bool(bundle.config.get('backwards'))
@@ -341,12 +341,12 @@ def save(self:StageRun, out, # The folder to write into (created if needed)
     if getattr(learn, 'backbone', None) is not None and self.kind == 'lm': _lib_transformer('transformer_lm').save_backbone_lm(learn, out/'backbone', **kw)
     elif getattr(learn, 'backbone', None) is not None: _lib_transformer().save_transformer_bundle(learn, out/'bundle', labels=m['labels'], **kw)
     elif self.kind == 'lm':
-        i = _dls_info(learn.dls)
-        for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i['vocab'], 'lm' if k == 'bundle' else 'encoder', bptt=i['bptt'],
-                                                    tokenizer=i['tokenizer'], backwards=i['backwards'], **kw)
+        i = dls_info(learn.dls)
+        for k in ('bundle', 'encoder'): save_bundle(out/k, learn.model, i.vocab, 'lm' if k == 'bundle' else 'encoder', bptt=i.bptt,
+                                                    tokenizer=i.tokenizer, backwards=i.backwards, **kw)
     else:
-        i = _dls_info(learn.dls)
-        save_bundle(out/'bundle', learn.model, i['vocab'], 'classifier', labels=m['labels'], task=m['task'], tokenizer=i['tokenizer'], backwards=i['backwards'], **kw)
+        i = dls_info(learn.dls)
+        save_bundle(out/'bundle', learn.model, i.vocab, 'classifier', labels=m['labels'], task=m['task'], tokenizer=i.tokenizer, backwards=i.backwards, **kw)
     written = ['backbone'] if getattr(learn, 'backbone', None) is not None and self.kind == 'lm' else ['bundle', 'encoder'] if self.kind == 'lm' else ['bundle']
     for k in written: m[f'{k}_sha256'] = bundle_digest(out/k)
     if self.resumed: m['resumed_after'] = self.resumed

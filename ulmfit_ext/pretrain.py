@@ -10,7 +10,7 @@ from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
 from .core import deterministic as _deterministic
 from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
-from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _text_tfms, _check_streams
+from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _build_text_tfms, _check_streams
 from .subword import spm_tokenizer
 from .bundle import save_lm_bundle, _is_bundle
 from .weights import wt103_files
@@ -40,7 +40,7 @@ def _preset(name:str) -> dict:
     return pretrain_presets[name]
 
 # %% ../nbs/07_pretrain.ipynb #e25853c6
-def _tok_kwargs(kwargs) -> dict:
+def _pretrain_tok_kwargs(kwargs) -> dict:
     "The tokenization settings for `tokenize_corpus`, with the defaults this module uses (paragraph documents)"
     d = dict(dict(tok=None, rules=None, post_rules=None, cache=True, n_workers=None, progress=True, split='para'), **kwargs)
     d['tok'], d['rules'] = _unwrap_tok(d['tok'], d['rules'])   # a fastai `Tokenizer` (e.g. `spm_tokenizer`'s): its tokenizer and rules
@@ -72,11 +72,11 @@ def pretrain_dls(corpus, # Training text: a path `read_texts` accepts, or a `Tok
                 ) -> DataLoaders:
     "Language-model `DataLoaders` for pretraining: training documents from `corpus`, validation from `valid` or a random split"
     check_args(bs=bs, bptt=bptt, max_vocab=max_vocab, min_freq=min_freq, max_tokens=max_tokens, valid_pct=valid_pct, seed=seed)
-    tkw = _tok_kwargs(kwargs)
+    tkw = _pretrain_tok_kwargs(kwargs)
     stores = [tokenize_corpus(corpus, max_tokens=max_tokens, **tkw)]
     if valid is not None: stores.append(tokenize_corpus(valid, **{**tkw, 'rules': ifnone(valid_rules, tkw['rules'])}))
     tr, va = _splits(stores, valid_pct, seed)
-    tfms = _text_tfms(stores, _build_vocab(stores, tr, vocab, min_freq, max_vocab, tkw['tok']), backwards, tkw)
+    tfms = _build_text_tfms(stores, _build_vocab(stores, tr, vocab, min_freq, max_vocab, tkw['tok']), backwards, tkw)
     _check_streams(tfms[0], bs, training=tr, validation=va)
     block = TransformBlock(type_tfms=tfms, dl_type=VarLenLMDataLoader if var_bptt else LMDataLoader, dls_kwargs={'seq_len': bptt, 'cache': 2*bs+2})
     dblock = DataBlock(blocks=block, splitter=IndexSplitter(va))
@@ -128,7 +128,7 @@ def word_perplexity(lm, # An LM bundle folder, a name of `io.shipped_models`, or
     return dict(perplexity=math.exp(nll / w), tokens_per_word=len(ids) / n_words, n_words=n_words, n_tokens=len(ids))
 
 # %% ../nbs/07_pretrain.ipynb #243a2c84
-def _describe(src) -> str:
+def _corpus_desc(src) -> str:
     "A stable description of a corpus for `settings.json`: the resolved path, or a `TokenStore`'s folder and size"
     if src is None: return None
     if isinstance(src, TokenStore): return f"TokenStore({src.path or src.meta.get('source')}, {len(src)} docs, {src.n_tokens} tokens)"
@@ -140,8 +140,8 @@ def _tok_setting(tok):
     sp = getattr(t, 'sp_model', None)
     return dict(tok=type(t).__name__, sp_model=sha256_file(sp)) if sp is not None and Path(sp).is_file() else t
 
-def _jsonable(o): return o if isinstance(o, (str, int, float, bool, type(None))) else (
-    [_jsonable(x) for x in o] if isinstance(o, (list, tuple, L)) else {str(k): _jsonable(v) for k,v in o.items()} if isinstance(o, dict)
+def _json_desc(o): return o if isinstance(o, (str, int, float, bool, type(None))) else (
+    [_json_desc(x) for x in o] if isinstance(o, (list, tuple, L)) else {str(k): _json_desc(v) for k,v in o.items()} if isinstance(o, dict)
     else getattr(o, '__qualname__', None) or type(o).__name__)
 
 # %% ../nbs/07_pretrain.ipynb #2b9daea4
@@ -228,9 +228,9 @@ def _discard_start(work:Path, out:Path, created:bool):
         except OSError: pass
 
 # %% ../nbs/07_pretrain.ipynb #7deae69e
-def _settings(preset, corpus, valid, **kw) -> dict:
+def _run_settings(preset, corpus, valid, **kw) -> dict:
     "The JSON-able description of a run, compared on resumption"
-    return _jsonable(dict(preset=preset, corpus=_describe(corpus), valid=_describe(valid), **kw))
+    return _json_desc(dict(preset=preset, corpus=_corpus_desc(corpus), valid=_corpus_desc(valid), **kw))
 
 def _fill_preset(preset, **given) -> dict:
     "The preset's values for the arguments left as `None`"
@@ -269,7 +269,7 @@ class PretrainResult:
 def _data_desc(dls, corpus, valid, valid_pct) -> dict:
     "What the model was trained and evaluated on, for the bundle's provenance and metrics.json"
     tr, va = np.asarray(dls.train.lens.coll), np.asarray(dls.valid.lens.coll)
-    return dict(corpus=_describe(corpus), valid=_describe(valid) if valid is not None else f'random {valid_pct:.0%} of the corpus documents',
+    return dict(corpus=_corpus_desc(corpus), valid=_corpus_desc(valid) if valid is not None else f'random {valid_pct:.0%} of the corpus documents',
                 train_docs=len(tr), train_tokens=int(sum(tr)), valid_docs=len(va), valid_tokens=int(sum(va)), vocab_sz=len(dls.vocab))
 
 def _plot_losses(cb:EpochCheckpoint, dest:Path, n_iter:int):
@@ -342,7 +342,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     spm = tokenizer == 'spm'
     extra = dict(**(dict(tokenizer='spm', vocab_sz=ifnone(vocab_sz, 15000)) if spm else {}), **({'var_bptt': True} if var_bptt else {}),
                  **({'deterministic': True} if deterministic else {}))  # only when used: older runs resume
-    settings = _settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
+    settings = _run_settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
                          cut_frac=cut_frac, ratio=ratio, **extra, tokenization={k: _tok_setting(v) if k == 'tok' else v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
     created = not out.exists()
     work, ck = _prepare_out(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`

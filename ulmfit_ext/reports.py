@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastai.text.all import *
 from .core import atomic_path
 from .auto import FitReport
-from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression
+from .tasks import multilabel_report, regression_report, plot_per_label, plot_regression, _figure
 
 # %% auto #0
 __all__ = ['LossHistory', 'class_report', 'task_report', 'task_figure', 'save_figure', 'plot_losses', 'plot_confusion',
@@ -59,12 +59,6 @@ def task_figure(task:dict, report:dict, targets, probs, labels:list, title:str) 
     return 'confusion_matrix.png', plot_confusion(report['confusion_matrix'], labels, title)
 
 # %% ../nbs/07c_reports.ipynb #cd36b856
-def _figure(w=6, h=4):
-    "A new matplotlib `Figure` and its axis, independent of pyplot"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h))
-    return fig, fig.subplots()
-
 def save_figure(fig, path, overwrite:bool=True):
     "Save the matplotlib `fig` as a PNG at `path` in one step"
     with atomic_path(path, overwrite) as p: fig.savefig(p, format='png', dpi=90, bbox_inches='tight')

@@ -41,7 +41,7 @@ def _check_stlr(T, cut_frac, ratio):
     check_range('cut_frac', cut_frac, 0, 1, lo_open=True, hi_open=True, hint='It is the fraction of iterations spent increasing the rate; the paper uses 0.1.')
     check_range('ratio', ratio, 1, hint='It is how much smaller the lowest rate is than `lr_max`; the paper uses 32.')
 
-def _cut(T, cut_frac):
+def _stlr_cut(T, cut_frac):
     "The iteration where STLR stops increasing: ⌊T·cut_frac⌋, at least 1"
     return max(math.floor(T * cut_frac + 1e-9), 1)
 
@@ -54,7 +54,7 @@ def stlr(t, # Iteration (0 … `T`); an int or an array of them
         ) -> float|np.ndarray: # A float, or an array of shape `t.shape + lr_max.shape`
     "The slanted triangular learning rate at iteration `t` of `T` (ULMFiT paper, eq. 3)"
     _check_stlr(T, cut_frac, ratio)
-    cut, t = _cut(T, cut_frac), np.asarray(t, dtype=float)
+    cut, t = _stlr_cut(T, cut_frac), np.asarray(t, dtype=float)
     p = np.where(t < cut, t / cut, 1 - (t - cut) / (cut * (1 / cut_frac - 1)))
     res = np.multiply.outer(1 + np.clip(p, 0, 1) * (ratio - 1), np.asarray(lr_max, dtype=float)) / ratio
     return res.item() if res.ndim == 0 else res

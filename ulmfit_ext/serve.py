@@ -140,7 +140,7 @@ async def _read_body(request, limit:int) -> bytes:
         if len(body) > limit: raise RequestError(413, f"The request body is over {limit:,} bytes, the most accepted: send fewer or shorter texts per request.")
     return bytes(body)
 
-def _describe(clf, source, int8) -> dict:
+def _health_info(clf, source, int8) -> dict:
     "What `/health` says about the model"
     ps = _predictors(clf)
     return dict(model=str(source), kind='ensemble' if len(ps) > 1 else 'classifier', classes=list(ps[0].labels), task=model_task(clf), int8=bool(int8), vocab_size=len(ps[0].vocab))
@@ -168,7 +168,7 @@ def create_app(model, # A classifier or ensemble folder, `Bundle`, classifier `L
     from fastapi.responses import JSONResponse
     lim = limits or ServeLimits()
     clf = _resolve(model, tokenizer, sha256, int8)
-    info, classes, task, started, st = _describe(clf, model, int8), list(_predictors(clf)[0].labels), model_task(clf), time.time(), {}
+    info, classes, task, started, st = _health_info(clf, model, int8), list(_predictors(clf)[0].labels), model_task(clf), time.time(), {}
 
     @asynccontextmanager
     async def lifespan(app):

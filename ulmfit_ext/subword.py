@@ -9,7 +9,7 @@ from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from .core import UlmfitError, cache_dir, check_range
 from .readers import TextCorpus
-from .tokens import TokenStore, _as_source, _source_key, _split_long, _fn_name, _version
+from .tokens import TokenStore, _as_source, _source_key, _split_long, _rule_qualname, _version
 
 # %% auto #0
 __all__ = ['train_spm', 'spm_vocab', 'SpmTokenizer', 'spm_tokenizer']
@@ -19,9 +19,9 @@ _MODEL_TYPES = ('unigram', 'bpe')
 _SP = '\u2581'          # SentencePiece's word-start mark
 _MAX_LINE = 4000        # characters per training line; sentencepiece skips longer "sentences"
 
-def _settings(vocab_sz, model_type, rules, special_toks, char_coverage, max_lines) -> dict:
+def _spm_settings(vocab_sz, model_type, rules, special_toks, char_coverage, max_lines) -> dict:
     "What decides the trained model, as JSON-able values (part of the cache key)"
-    return dict(vocab_sz=vocab_sz, model_type=model_type, rules=[_fn_name(r) for r in rules], special_toks=list(special_toks),
+    return dict(vocab_sz=vocab_sz, model_type=model_type, rules=[_rule_qualname(r) for r in rules], special_toks=list(special_toks),
                 char_coverage=char_coverage, max_lines=max_lines, sentencepiece=_version('sentencepiece'), format=1)
 
 def _write_lines(src, dest, rules, progress) -> int:
@@ -70,7 +70,7 @@ def train_spm(source, # Texts (list/Series), a DataFrame, a CSV path, a corpus p
     src = _as_source(source, text_col, **kwargs)
     if isinstance(src, TokenStore): raise UlmfitError("A SentencePiece model is trained on raw text, not on a `TokenStore`: pass the texts or the corpus path.")
     rules, special_toks = list(ifnone(rules, defaults.text_proc_rules)), list(ifnone(special_toks, defaults.text_spec_tok))
-    s = _settings(vocab_sz, model_type, rules, special_toks, char_coverage, max_lines)
+    s = _spm_settings(vocab_sz, model_type, rules, special_toks, char_coverage, max_lines)
     folder = cache_dir('spm', _source_key(src, s))
     if cache and (folder/'spm.model').is_file(): return folder/'spm.model'
     _train_into(folder, src, s, rules, ifnone(num_threads, os.cpu_count() or 1), seed, progress)

@@ -178,6 +178,7 @@ def regression_report(targets, # True values
 
 # %% ../nbs/03b_tasks.ipynb #522d9954
 def _figure(w=6, h=4):
+    "A new matplotlib `Figure` and its axis, independent of pyplot (the reports' figures use it too)"
     from matplotlib.figure import Figure
     fig = Figure(figsize=(w, h))
     return fig, fig.subplots()

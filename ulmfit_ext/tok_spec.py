@@ -19,7 +19,7 @@ _TOK_PARAMS = (('SpacyTokenizer', ('special_toks', 'buf_sz')), ('BaseTokenizer',
                ('SentencePieceTokenizer', ('special_toks', 'vocab_sz', 'max_vocab_sz', 'model_type', 'char_coverage')),
                ('SpmTokenizer', ('special_toks', 'model_type')))
 
-def _fn_name(f): return getattr(f, '__name__', None) or getattr(getattr(f, 'func', None), '__name__', repr(f))
+def _rule_name(f): return getattr(f, '__name__', None) or getattr(getattr(f, 'func', None), '__name__', repr(f))
 
 def _sp_model_file(tok):
     "The trained SentencePiece model file of `tok`, if there is one"
@@ -34,7 +34,7 @@ def tokenizer_spec(tok) -> dict:
     cls = type(inner).__name__
     params = {k: getattr(inner, k) for k in dict(_TOK_PARAMS).get(cls, ()) if hasattr(inner, k)}
     if cls == 'SpacyTokenizer': params['lang'] = inner.pipe.__self__.lang
-    rules = [_fn_name(r) for r in (outer.rules if outer else [])]
+    rules = [_rule_name(r) for r in (outer.rules if outer else [])]
     return dict(tokenizer=cls, params=json.loads(json.dumps(params, default=str)), rules=rules, sep=outer.sep if outer else ' ')
 
 # %% ../nbs/04b_tok_spec.ipynb #68a1d96a

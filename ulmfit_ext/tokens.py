@@ -80,7 +80,7 @@ def _split_long(text:str, max_chars:int) -> list:
         pieces.append(text[:cut]); text = text[cut:]
     return pieces + [text]
 
-def _chunks(docs, max_chars, chunk_chars):
+def _char_chunks(docs, max_chars, chunk_chars):
     "Group the pieces of `docs` into lists of `(text, is_first, is_last)` of about `chunk_chars` characters"
     buf, n = [], 0
     for d in docs:
@@ -163,7 +163,7 @@ def _version(pkg):
     try: return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError: return None
 
-def _fn_name(f):
+def _rule_qualname(f):
     "A stable name for rule `f`"
     return getattr(f, '__qualname__', None) or repr(f)
 
@@ -175,7 +175,7 @@ def _tok_desc(tok, rules, post_rules) -> dict:
     if sp is not None and Path(sp).is_file(): simple['sp_model'] = sha256_file(sp)  # the model's content, not where it lies
     nlp = getattr(getattr(tok, 'pipe', None), '__self__', None)
     return dict(tok=f'{type(tok).__module__}.{type(tok).__qualname__}', attrs={k:simple[k] for k in sorted(simple)},
-                lang=getattr(nlp, 'lang', getattr(tok, 'lang', None)), rules=[_fn_name(r) for r in rules], post_rules=[_fn_name(r) for r in post_rules],
+                lang=getattr(nlp, 'lang', getattr(tok, 'lang', None)), rules=[_rule_qualname(r) for r in rules], post_rules=[_rule_qualname(r) for r in post_rules],
                 fastai=_version('fastai'), spacy=_version('spacy'), format=_STORE_FORMAT)
 
 # %% ../nbs/01d_tokens.ipynb #8d21b163
@@ -219,7 +219,7 @@ class _StoreWriter:
 # %% ../nbs/01d_tokens.ipynb #73adaf3f
 def _fill(w:_StoreWriter, docs, tkz, n_workers, max_chars, chunk_chars, max_tokens, progress, total):
     "Tokenize `docs` into writer `w` chunk by chunk (a progress bar over chunks), stopping at a document end past `max_tokens`"
-    it = _tokenized(_chunks(docs, max_chars, chunk_chars), tkz, n_workers)
+    it = _tokenized(_char_chunks(docs, max_chars, chunk_chars), tkz, n_workers)
     if progress: it = progress_bar(it, total=total or 'noinfer', leave=False)
     for chunk,toks in it:
         for (_,_,last),t in zip(chunk, toks):
@@ -235,11 +235,11 @@ def _as_source(source, text_col='text', split='file', encoding=None, extensions=
         if p.suffix.lower() == '.csv' and p.is_file(): return _texts_of(_read_df(p, encoding), text_col)
         return read_texts(p, encoding=encoding, split=split, extensions=extensions)
     if isinstance(source, pd.DataFrame): return _texts_of(source, text_col)
-    if isinstance(source, (list, tuple, pd.Series, L, np.ndarray)): return _check_texts(list(source), 'The texts')
+    if isinstance(source, (list, tuple, pd.Series, L, np.ndarray)): return _check_str_texts(list(source), 'The texts')
     raise UlmfitError(f"Can't read text from a {type(source).__name__}: pass a DataFrame, a CSV path, a list of strings, or a corpus path (see `read_texts`).")
 
 # %% ../nbs/01d_tokens.ipynb #5ca6c844
-def _check_texts(texts:list, what:str) -> list:
+def _check_str_texts(texts:list, what:str) -> list:
     "Return `texts` if they are all non-blank strings, else raise `UlmfitError` saying which are not and how to fix it"
     bad = [i for i,t in enumerate(texts) if not isinstance(t, str)]
     if bad:
@@ -256,7 +256,7 @@ def _check_texts(texts:list, what:str) -> list:
 def _texts_of(df, text_col) -> list:
     "The checked texts of column `text_col` of `df`"
     _check_cols(df, text_col)
-    return _check_texts(df[text_col].tolist(), f"Column {text_col!r}")
+    return _check_str_texts(df[text_col].tolist(), f"Column {text_col!r}")
 
 # %% ../nbs/01d_tokens.ipynb #c6e9a498
 def _csv_encoding_error(p:Path, enc:str) -> UlmfitError:

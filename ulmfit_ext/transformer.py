@@ -9,7 +9,7 @@ from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice, check_range, atomic_dir, sha256_file
 from .data import labelled_rows, doc_dls
 from .splitters import _dedup_groups
-from .learner import ulmfit_opt, _task_loss, _y_range, _check_head_args
+from .learner import ulmfit_opt, _task_loss, _head_y_range, _check_head_args
 from .tasks import task_of, task_metrics
 from .weights import read_weights
 from .bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, _check_target, _dump_json, _read_json, _write_provenance
@@ -242,7 +242,7 @@ def transformer_learner(dls:DataLoaders, # `hf_clas_dls` DataLoaders (they name 
     _check_head_args(n_out, lin_ftrs, ps, 70, 70)
     tok, body, info = load_backbone(backbone)
     task = task_of(dls)
-    y_range, lf = _y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
+    y_range, lf = _head_y_range(dls, task, y_range), _task_loss(dls, task, kwargs.pop('loss_func', None), class_weights, label_smoothing, loss)
     model = TransformerClassifier(body, n_out, tok.pad_token_id, lin_ftrs, ps, y_range)
     learn = Learner(dls, model, loss_func=lf, splitter=transformer_splitter, opt_func=opt_func, moms=moms,
                     metrics=ifnone(metrics, task_metrics(task['type'])), train_bn=False, **kwargs)
