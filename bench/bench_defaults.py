@@ -123,6 +123,17 @@ def run_set(name, seeds, stage1, threads, which='full', reuse_lm=False) -> dict:
     res['grid'] = grid(work, work/'defaults_s0'/'lm', te, which=which); res['grid_name'] = which
     return res
 
+def rerun_defaults(res, name, seeds, stage1, threads) -> dict:
+    "`res` (a set's results) with the defaults rows of `seeds` run again through the command; the other rows and the grid are kept"
+    work = C.cache_dir_bench('defaults', name)
+    write_csvs(name, work)
+    rows = {r['seed']: r for r in res['defaults']}
+    for s in seeds:
+        rows[s] = chain(work, work/f'defaults_s{s}', stage1, s, threads=threads)
+        print(f"  defaults seed {s} again: test {rows[s]['test_acc']:.4f} valid {rows[s]['valid_acc']:.4f}", flush=True)
+    cmd = 'python bench/bench_defaults.py ' + ' '.join(sys.argv[1:])
+    return dict(res, defaults=[rows[k] for k in sorted(rows)], command=f"{res.get('command', '?')}; then {cmd} ({time.strftime('%Y-%m-%d')})")
+
 # ---- report ------------------------------------------------------------------------------------------------------------
 def _best(rows): return max(rows, key=lambda r: (r['valid_acc'], -r['valid_loss']))
 
@@ -167,6 +178,7 @@ def main():
     p.add_argument('--stage1', default=None, help="the Stage-1 bundle (default: the demo's cached one)")
     p.add_argument('--report-only', action='store_true')
     p.add_argument('--reuse-lm', action='store_true', help="keep each seed's fine-tuned LM from an earlier identical finetune-lm run (same Stage 1, seed and flags): for a change to Stage 3 only")
+    p.add_argument('--rerun-defaults', default=None, metavar='SEEDS', help="re-run only the defaults rows of these seeds ('0,2') of sets already in the results, after a change to a default; the old-defaults and grid rows are kept")
     p.add_argument('--grid', choices=tuple(GRIDS), default='full', help="the settings searched on validation: 'full' (18) or 'small' (4: head lr auto/0.04 x drop-mult auto/0.5)")
     args = C.parse_bench(p)
     names = [n.strip() for n in args.data.split(',') if n.strip()]
@@ -177,7 +189,8 @@ def main():
     if not args.report_only:
         stage1 = Path(args.stage1) if args.stage1 else C.stage1_bundle() if SMOKE else C.demo_stage1()
         for n in names:
-            results[n] = run_set(n, args.seeds, stage1, args.threads, args.grid, args.reuse_lm)
+            if args.rerun_defaults: results[n] = rerun_defaults(results[n], n, [int(x) for x in args.rerun_defaults.split(',')], stage1, args.threads)
+            else: results[n] = run_set(n, args.seeds, stage1, args.threads, args.grid, args.reuse_lm)
             latest = json.loads(raw.read_text()) if raw.exists() else {}   # another process may have added other sets meanwhile
             C.save_json({**latest, n: results[n]}, raw)
         results = json.loads(raw.read_text())

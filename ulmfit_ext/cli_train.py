@@ -245,7 +245,7 @@ def ulmfit_train_classifier(data:str, # Labelled CSV with a text column and a la
                             valid_col:str=None, # Column marking the validation rows (true/1); default a stratified --valid-pct of every class
                             valid_pct:float=0.1, # Fraction of each class held out for validation when there is no --valid-col
                             epochs:int=None, # Epochs; default automatic: about 1,500 optimizer steps and at most 20M tokens, from (layer groups + 3) to 30 epochs, stopping early once no epoch improves
-                            lr:float=None, # Learning rate of the top layer group; default automatic: the learning-rate finder on the head alone (the paper's rule), a tenth of the rate at the lowest loss, at least 0.01
+                            lr:float=None, # Learning rate of the top layer group; default automatic: the learning-rate finder on the head alone (the paper's rule), a tenth of the rate at the lowest loss, at least 0.02
                             patience:int=None, # Early stopping: epochs without a better validation score (--monitor; 0: never); default a fifth of an automatic budget, at least 3, counted once every group is thawed
                             keep:str='best', # Weights kept: 'best' (the epoch with the best validation accuracy, or whichever score --monitor picks; ties to the lower loss) or 'last'
                             paper_defaults:bool=False, # The paper's fixed values instead of the automatic ones: its learning rate for --variant (0.01 with discriminative rates), drop-mult 1
