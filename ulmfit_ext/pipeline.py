@@ -227,8 +227,7 @@ def stage3(data, # Labelled texts: a DataFrame or CSV with a text and a label co
            sha256:str=None, # The expected `bundle_digest` of the LM or encoder bundle `lm` (from a source you trust)
            checkpoint_dir=None, # Save a checkpoint here after every epoch, and resume from the newest one; `None`: no checkpoints
            resume:bool=True, # Continue from the checkpoints in `checkpoint_dir` (`False`: start afresh; they are replaced)
-           device=None, # Where to train: `None` (CUDA when torch sees a GPU, else the CPU), 'cpu', 'cuda', 'cuda:N' (see `pick_device`)
-           precision:str='fp32', # 'fp32', or mixed precision on a CUDA GPU: 'fp16' or 'bf16'
+           device=None, precision:str='fp32', # Where and how to train, as in `stage2`: CUDA when torch sees a GPU, else the CPU; fp32, or 'fp16'/'bf16' on CUDA
            cbs=None, # Extra fastai callbacks for the fit
           ) -> StageRun:
     "Stage 3: train a classifier (single- or multi-label) or a regression on the fine-tuned LM's encoder with the automatic protocol; returns the learner and its report"
