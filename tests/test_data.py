@@ -227,7 +227,7 @@ def test_clas_dls_reuses_lm_vocab_and_cache(toy_df):
     # the same text gets the same ids in both DataLoaders
     assert torch.equal(_token_ids(dls)(5), _token_ids(dls_lm)(5))
 
-def test_dls_info(toy_df):
+def test_info_of_text_dataloaders(toy_df):
     "vocabulary, labels, tokenizer, post-rules, direction and bptt of `lm_dls`/`clas_dls` and of fastai's text DataLoaders"
     def keep(toks): return toks
     post = [keep]
