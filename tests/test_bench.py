@@ -75,3 +75,11 @@ def test_bench_inference_scripts_smoke(tmp_path, shared_dataset):
     _script('bench_serve.py', ['--quick'], tmp_path)
     rows = json.loads((res/'serve.json').read_text())
     assert rows[0]['errors'] == 0 and rows[0]['malformed_4xx'] == rows[0]['malformed'] and rows[0]['exit_code'] == 0
+
+def test_bench_memory_smoke(tmp_path, shared_dataset):
+    "Issue 14's memory benchmark runs `ulmfit pretrain` at two corpus sizes and writes a row for each, measured from the process tree"
+    shared_dataset('gutenberg_books')
+    _script('bench_memory.py', ['--words', '3000', '--sizes', '1,2'], tmp_path)
+    rows = json.loads((tmp_path/'results'/'memory.json').read_text())
+    assert [r['size'] for r in rows] == [1, 2] and rows[1]['words'] == 2*rows[0]['words']
+    assert all(r['max_process_mb'] > 50 and r['tree_peak_mb'] >= 0.5*r['max_process_mb'] and r['train_tokens'] for r in rows), rows
