@@ -51,26 +51,32 @@ def main():
     p.add_argument('--words', type=int, default=1_000_000, help='size of the 1x corpus in words')
     p.add_argument('--sizes', default='1,4,16', help='multiples of the 1x corpus')
     p.add_argument('--threads', type=int, default=1, help='torch threads of each run (recorded)')
+    p.add_argument('--report-only', action='store_true', help='write the table from the rows in memory.json, running nothing')
     args = p.parse_args()
     exe = Path(sys.executable).parent/'ulmfit'
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get('BENCH_TMP')) as d:
         d = Path(d); base = d/'base.txt'
-        n = base_corpus(args.words, base)
-        text = base.read_text()
-        for k in map(int, args.sizes.split(',')):
+        n = 0 if args.report_only else base_corpus(args.words, base)
+        text = '' if args.report_only else base.read_text()
+        for k in ([] if args.report_only else map(int, args.sizes.split(','))):
             f = d/f'corpus_{k}x.txt'; f.write_text('\n'.join([text] * k))
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), ULMFIT_CACHE=str(d/f'cache_{k}x'))
             cmd = [exe, 'pretrain', f, '--out', d/f'out_{k}x', '--preset', 'tiny', '--epochs', '1', '--max-tokens', str(10**10)]
             r = run_measured(cmd, env)
             m = json.loads((d/f'out_{k}x'/'metrics.json').read_text())
-            r.update(size=k, words=n*k, mb_on_disk=f.stat().st_size/2**20, train_tokens=m.get('data', {}).get('train_tokens'))
+            r.update(size=k, words=n*k, mb_on_disk=f.stat().st_size/2**20, train_tokens=m.get('data', {}).get('train_tokens'),
+                     date=time.strftime('%Y-%m-%d'), command='python bench/bench_memory.py ' + ' '.join(sys.argv[1:]))
             rows.append(r); print(json.dumps(r), flush=True)
-    base_mb = rows[0]['max_process_mb']
+    f = RESULTS/'memory.json'   # rows of other sizes from an earlier run (same --words) are kept
+    old = [r for r in (json.loads(f.read_text()) if f.exists() else []) if (args.report_only or r['words'] == n*r['size']) and r['size'] not in {x['size'] for x in rows}]
+    rows = sorted(old + rows, key=lambda r: r['size'])
+    base_mb = next((r['max_process_mb'] for r in rows if r['size'] == 1), rows[0]['max_process_mb'])
     md = [header('Peak memory of `ulmfit pretrain` against corpus size', args),
           '| corpus | words | text MB | largest process peak RSS MB | x of 1x | whole tree peak RSS MB (sampled) | seconds |', '|---|---|---|---|---|---|---|']
     md += [f"| {r['size']}x | {r['words']:,} | {r['mb_on_disk']:.0f} | {r['max_process_mb']:.0f} | {r['max_process_mb']/base_mb:.2f} | {r['tree_peak_mb']:.0f} | {r['seconds']:.0f} |" for r in rows]
-    save_json(rows, RESULTS/'memory.json'); write_md('memory', '\n'.join(md) + '\n')
+    md += ['', 'Rows by run: ' + '; '.join(f"{r['size']}x `{r.get('command', '?')}` ({r.get('date', '?')})" for r in rows)]
+    save_json(rows, f); write_md('memory', '\n'.join(md) + '\n')
     print('\n'.join(md))
 
 if __name__ == '__main__': main()
