@@ -148,3 +148,28 @@ def test_two_seeded_runs_identical(kind):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     l3, _ = _seeded_run(kind, seed=1)
     assert l3 != l1   # the seed matters
+
+def test_given_budget_and_rate_switch_the_automatic_choices_off(dls):
+    "Moved from `05_learner` (a hidden cell that took a third of the page's build): an explicit budget and rate, `keep`, `patience`, and Stage 2's automatic rate"
+    from fastai.text.all import set_seed
+    from ulmfit_ext.auto import auto_lm_lr
+    set_seed(0)
+    enc = lm_learner(dls[0], config=tiny_cfg, metrics=accuracy)
+    finetune_lm(enc, 2, lr=4e-3)
+    set_seed(0)
+    c2 = clas_learner(dls[1], encoder=enc)
+    train_classifier(c2, 5, lr=2e-2, patience='auto')
+    r2 = c2.fit_report
+    assert (r2.lr, r2.lr_source, r2.n_epoch, r2.epochs_run, r2.stopped_early, r2.lr_find) == (2e-2, 'given', 5, 5, False, None)
+    assert c2.validate()[1] == pytest.approx(r2.best['accuracy'], abs=1e-5)      # the best epoch's weights are kept by default
+    set_seed(0)
+    c3 = clas_learner(dls[1], encoder=enc)
+    train_classifier(c3, 5, lr=2e-2, keep='last')
+    assert c3.validate()[1] == pytest.approx(c3.fit_report.history[-1]['accuracy'], abs=1e-5)   # the last epoch's, scored like the others
+    assert train_classifier(clas_learner(dls[1], encoder=enc), 4, lr='paper').fit_report.lr == 1e-2
+    with pytest.raises(UlmfitError, match="`keep`='first' is not known"): train_classifier(c3, 5, keep='first')
+    with pytest.raises(UlmfitError, match='`patience`=0'): train_classifier(c3, 5, patience=0)
+    l4 = lm_learner(dls[0], config=tiny_cfg)
+    finetune_lm(l4)
+    assert (l4.fit_report.lr, l4.fit_report.lr_source, l4.fit_report.monitor) == (auto_lm_lr(tiny_cfg['n_hid']), 'auto_lm_lr', 'valid_loss')
+    assert l4.validate()[0] == pytest.approx(min(h['valid_loss'] for h in l4.fit_report.history), abs=1e-4)   # the epoch kept is the lowest validation loss
