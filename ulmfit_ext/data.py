@@ -19,13 +19,25 @@ __all__ = ['TokenIds', 'var_bptt_lens', 'VarLenLMDataLoader', 'lm_dls', 'stratif
            'doc_dls', 'clas_dls', 'DlsInfo', 'dls_info']
 
 # %% ../nbs/01_data.ipynb #74ed13ee
-def _train_counter(stores, starts, idxs) -> Counter:
-    "Token-string counts over the documents `idxs` (global indices) of `stores`"
+def _doc_blocks(offsets, block_tokens:int):
+    "`(first, last)` document ranges of about `block_tokens` tokens each (at least one document), covering all the documents of `offsets`"
+    n, a = len(offsets)-1, 0
+    while a < n:
+        b = max(a+1, int(np.searchsorted(offsets, offsets[a] + block_tokens, side='right')) - 1)
+        yield a, min(b, n); a = min(b, n)
+
+def _train_counter(stores, starts, idxs, block_tokens:int=1<<20) -> Counter:
+    "Token-string counts over the documents `idxs` (global indices) of `stores`, read `block_tokens` at a time (memory does not grow with the corpus)"
     is_tr, cnt = np.zeros(starts[-1], dtype=bool), Counter()
     is_tr[np.asarray(idxs, dtype=np.int64)] = True
     for s,a in zip(stores, starts):
-        mask = np.repeat(is_tr[a:a+len(s)], s.lengths)
-        bc = np.bincount(np.asarray(s.ids)[mask] if not mask.all() else s.ids, minlength=len(s.itos))
+        bc, offs, ids = np.zeros(len(s.itos), dtype=np.int64), s.offsets, s.ids
+        for d0,d1 in _doc_blocks(offs, block_tokens):
+            keep = is_tr[a+d0:a+d1]
+            if not keep.any(): continue
+            block = ids[offs[d0]:offs[d1]]
+            if not keep.all(): block = block[np.repeat(keep, np.diff(offs[d0:d1+1]))]
+            bc += np.bincount(block, minlength=len(s.itos))
         cnt.update({s.itos[i]:int(bc[i]) for i in np.flatnonzero(bc)})
     return cnt
 
