@@ -108,6 +108,8 @@ def _check_direction(bundle, backwards:bool, opt:str):
                           + ("pass the --out folder of `ulmfit finetune-lm --backwards`." if backwards else "pass the forward LM (finetune-lm without --backwards)" + (", or leave out --backwards." if opt == '--lm' else '.')))
 
 # %% ../nbs/09b_cli_train.ipynb #8f3aa97f
+from fastai.torch_core import rank_distrib
+
 @_subcommand
 def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, a .zip or tar archive, a folder of .txt files, or a CSV with a `text` column
                     out:str=None, # Output folder (required): bundle/ (the language model), metrics.json, checkpoints
@@ -145,6 +147,7 @@ def ulmfit_pretrain(corpus:str, # Text to learn from: a .txt/.gz/.bz2/.xz file, 
                                        seed=seed, config=cfg or None, drop_mult=drop_mult, valid_pct=valid_pct,
                                        tokenizer=None if tokenizer == 'spacy' else tokenizer, vocab_sz=vocab_size, var_bptt=var_bptt,
                                        deterministic=deterministic, device=device, precision=precision)
+    if rank_distrib(): return res.metrics   # a rank other than 0 of `torchrun --nproc_per_node N -m ulmfit_ext.cli pretrain ...`: rank 0 writes and reports
     if getattr(res.learn.recorder, 'group_lrs', None) is not None:  # none when a finished run was only reloaded
         _save_fig(_lib('pipeline').plot_lr_schedule(res.learn, 'pretraining: learning rate of each layer group'), Path(out)/'lr_schedule.png')
     print(res)

@@ -8,6 +8,7 @@ import random, warnings
 from fastai.text.all import *
 from .core import atomic_path, load_opt_state
 from .data import VarLenLMDataLoader
+from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
 __all__ = ['EpochCheckpoint', 'checkpoints', 'load_checkpoint']
@@ -24,12 +25,17 @@ def _set_doc_order(dl, order:list):
     "Put an `LMDataLoader`'s documents (and their lengths) back in the saved `order`"
     dl.items.reindex(L(order)); dl.lens.reindex(dl.items.idxs); dl.make_chunks()
 
+def _train_dl(learn):
+    "The training loader, unwrapped from the `DistributedDL` a distributed fit puts around it (the document order and generator are the wrapped loader's)"
+    dl = learn.dls.train
+    return dl.dl if hasattr(dl, 'world_size') and hasattr(dl, 'dl') else dl   # not imported: `fastai.distributed` needs `accelerate`
+
 def _rng_state(learn) -> dict:
     "The states of Python's, NumPy's and PyTorch's generators and of the training loader's shuffling (its generator and document order)"
-    npst = np.random.get_state()
+    npst = np.random.get_state(); tdl = _train_dl(learn)
     return dict(python=random.getstate(), numpy=[npst[0], torch.from_numpy(npst[1].astype(np.int64)), *npst[2:]],
-                torch=torch.get_rng_state(), dl=learn.dls.train.rng.getstate(), dl_order=_doc_order(learn.dls.train),
-                dl_epoch=getattr(learn.dls.train, 'epoch', None),   # `VarLenLMDataLoader` draws each epoch's lengths from it
+                torch=torch.get_rng_state(), dl=tdl.rng.getstate(), dl_order=_doc_order(tdl),
+                dl_epoch=getattr(tdl, 'epoch', None),   # `VarLenLMDataLoader` draws each epoch's lengths from it
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
 def _set_rng_state(learn, st:dict):
@@ -58,8 +64,9 @@ class EpochCheckpoint(Callback):
                  state:dict=None, # The checkpoint resumed from: its history, losses and rates are continued
                  keep:int=2, # How many of the newest checkpoints to keep
                  run_id:int=0, # Number of this run (0 first, +1 for each resumption), recorded per epoch
+                 write:bool=True, # Save the checkpoints; `False` on the ranks other than 0 of a distributed run (rank 0 alone writes)
                 ):
-        store_attr('start_epoch,keep,run_id'); self.folder = Path(folder)
+        store_attr('start_epoch,keep,run_id,write'); self.folder = Path(folder)
         st = state or {}
         self.history, self.losses, self.lrs = list(st.get('history', [])), list(st.get('losses', [])), list(st.get('lrs', []))
         self.dl_epoch = (st.get('rng') or {}).get('dl_epoch')
@@ -75,13 +82,15 @@ class EpochCheckpoint(Callback):
         if self.epoch < self.start_epoch: return   # skipped by fastai's `SkipToEpoch`
         names, log = self.recorder.metric_names[1:], self.recorder.log[1:]
         self.history.append(dict(epoch=self.epoch+1, run=self.run_id, **{n: (float(v) if isinstance(v, (float, int, np.floating, Tensor)) else v) for n,v in zip(names, log)}))
-        self.save(self.epoch+1)
+        if self.write: self.save(self.epoch+1)
 
 # %% ../nbs/07p_epoch_checkpoint.ipynb #51efaa5e
+def _plain_model(m): return m.module if isinstance(m, DistributedDataParallel) else m   # a distributed fit wraps the model
+
 @patch
 def save(self:EpochCheckpoint, n_done:int) -> Path:
     "Write the checkpoint after `n_done` epochs atomically, then delete all but the newest `keep`"
-    st = dict(format='ulmfit_ext.pretrain_checkpoint', epoch=n_done, model=self.learn.model.state_dict(), opt=_plain(self.learn.opt.state_dict()),
+    st = dict(format='ulmfit_ext.pretrain_checkpoint', epoch=n_done, model=_plain_model(self.learn.model).state_dict(), opt=_plain(self.learn.opt.state_dict()),
               history=self.history, losses=self.losses, lrs=self.lrs, vocab=list(self.learn.dls.vocab), rng=_rng_state(self.learn))
     dest = self.folder/_ckpt_name(n_done)
     with atomic_path(dest) as p: torch.save(st, p)

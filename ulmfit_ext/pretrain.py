@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pretrain.ipynb #cc58f9cd
 from __future__ import annotations
-import contextlib, json, os, random, shutil, time, uuid, warnings
+import contextlib, functools, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
@@ -303,6 +303,59 @@ def _check_pretrain_args(p:dict, bptt, seed, clip, valid_pct, cut_frac, ratio):
     if not isinstance(cfg, dict): raise UlmfitError(f"`config` must be a dict such as dict(emb_sz=400, n_hid=1152, n_layers=3), not a {type(cfg).__name__}.")
     check_args(**{k: cfg[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in cfg})
 
+# %% ../nbs/07_pretrain.ipynb #2d722817
+from torch.nn.parallel import DistributedDataParallel
+
+@functools.cache
+def _ddp_parts() -> tuple:
+    "(trainer callback class, loader class) for a distributed fit, built on fastai's `DistributedTrainer` and `DistributedDL` (importing `fastai.distributed` needs `accelerate`)"
+    try: from fastai.distributed import DistributedDL, DistributedTrainer
+    except (ImportError, NameError) as e: raise UlmfitError(f"Training on {num_distrib()} processes uses `fastai.distributed`, which cannot be imported without `accelerate` ({type(e).__name__}: {e}). Install it (`pip install accelerate`) or train in one process.") from None
+
+    class _DistributedDL(DistributedDL):
+        "fastai's `DistributedDL`, whose broadcast of the batch order also works with gloo on CPU tensors (fastai's moves them to CUDA for nccl)"
+        def _broadcast(self, t, rank):
+            if torch.distributed.get_backend() == 'nccl': return super()._broadcast(t, rank)
+            t = LongTensor(t); torch.distributed.broadcast(t, rank)
+            return t.tolist()
+
+    class _DDPTrainer(DistributedTrainer):
+        "fastai's `DistributedTrainer` with the model wrapped in torch's `DistributedDataParallel` directly: its `Accelerator` only does that here (fp32, no batch norm)"
+        def __init__(self): self.sync_bn = False   # an AWD-LSTM has no batch norm
+        def before_fit(self):
+            dev = next(self.model.parameters()).device
+            self.learn.model = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == 'cuda' else None)
+            self.old_dls = list(self.dls)
+            self.learn.dls.loaders = [self._wrap_dl(dl) for dl in self.dls]
+            if rank_distrib(): self.learn.logger = noop
+        def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else _DistributedDL(dl, device=self.dls.device)
+    return _DDPTrainer, _DistributedDL
+
+def _distrib_start(dev) -> tuple:
+    "Join the process group torchrun describes (`WORLD_SIZE` > 1) unless it exists: gloo on the CPU, nccl on CUDA; return (device, whether this call made the group)"
+    if num_distrib() <= 1 or torch.distributed.is_initialized(): return dev, False
+    if dev.type == 'cuda':
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(dev)
+    torch.distributed.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+    return dev, True
+
+def _share(o):
+    "Rank 0's `o` on every rank (a picklable object); `o` itself in one process"
+    if num_distrib() <= 1: return o
+    box = [o]; torch.distributed.broadcast_object_list(box, 0)
+    return box[0]
+
+def _barrier():
+    if num_distrib() > 1: torch.distributed.barrier()
+
+def _prepare_ranks(out:Path, settings:dict, resume:bool, overwrite:bool) -> tuple:
+    "`_prepare_out` on rank 0 alone; the other ranks wait for it, then train in its folder and load the very checkpoint file it resumes from"
+    res = _prepare_out(out, settings, resume, overwrite) if rank_distrib() == 0 else None   # a failure there ends the run: torchrun stops every rank
+    work, f = _share(None if res is None else (str(res[0]), None if res[1] is None else str(res[1]['file'])))
+    if rank_distrib() == 0: return res
+    return Path(work), None if f is None else dict(torch.load(f, map_location='cpu', weights_only=True), file=Path(f))
+
+
 # %% ../nbs/07_pretrain.ipynb #d67806b7
 def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file, .gz/.xz/.bz2, archive, folder) or a `TokenStore`
                 out, # Output folder: settings.json, checkpoints/, bundle/, metrics.json, loss.png
@@ -339,30 +392,47 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     _check_pretrain_args(p, bptt, seed, clip, valid_pct, cut_frac, ratio)
     _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs)
     dev = pick_device(device, precision)
+    if num_distrib() > 1: _ddp_parts()   # `accelerate` is there
+    if var_bptt and num_distrib() > 1: raise UlmfitError(f"`var_bptt=True` (`--var-bptt`) with {num_distrib()} processes: each rank would draw its own sequence lengths and the ranks' batches would not line up. Train with fixed `bptt` (leave out `var_bptt`) or in one process.")
     spm = tokenizer == 'spm'
     extra = dict(**(dict(tokenizer='spm', vocab_sz=ifnone(vocab_sz, 15000)) if spm else {}), **({'var_bptt': True} if var_bptt else {}),
                  **({'deterministic': True} if deterministic else {}))  # only when used: older runs resume
     settings = _run_settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
                          cut_frac=cut_frac, ratio=ratio, **extra, tokenization={k: _tok_setting(v) if k == 'tok' else v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
     created = not out.exists()
-    work, ck = _prepare_out(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
+    dev, own_group = _distrib_start(dev)
+    rank, world = rank_distrib(), num_distrib()
+    try: return _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
+                              spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs)
+    finally:
+        if own_group: torch.distributed.destroy_process_group()
+
+def _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
+                  spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs) -> PretrainResult:
+    "The run of `pretrain_lm` once its arguments are checked, on one process or on each rank of a distributed one"
+    work, ck = _prepare_ranks(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
     try:
+        if rank: _barrier()   # rank 0 trains the SentencePiece model and tokenizes first; the others read its caches
         if spm: kwargs = _spm_kwargs(corpus, settings['vocab_sz'], kwargs)
         with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
             set_seed(seed)
             dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
                                vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, var_bptt=var_bptt, **kwargs)
+            if world > 1 and rank == 0: _barrier()
             learn = place(lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards), dev, precision)   # before the optimizer state is resumed
             start = 0 if ck is None else _resume(learn, ck)
             run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
-            cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id)
+            cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id, write=rank == 0)
             if start < p['n_epoch']:
-                learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + L(cbs))
+                learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + ([_ddp_parts()[0]()] if world > 1 else []) + L(cbs))
     except BaseException:
-        if ck is None and not checkpoints(work/'checkpoints'): _discard_start(work, out, created)   # failed before its first epoch: no trace
+        if rank == 0 and ck is None and not checkpoints(work/'checkpoints'): _discard_start(work, out, created)   # failed before its first epoch: no trace
         raise
-    metrics = _finish(learn, cb, work, settings, _data_desc(dls, corpus, valid, valid_pct), t0)
-    if work != out: _publish_run(work, out)
+    metrics = None
+    if rank == 0:
+        metrics = _finish(learn, cb, work, settings, _data_desc(dls, corpus, valid, valid_pct), t0)
+        if work != out: _publish_run(work, out)
+    metrics = _share(metrics)   # the other ranks wait here until rank 0 has published the run
     return PretrainResult(learn, out, metrics)
 
 # %% ../nbs/07_pretrain.ipynb #c109f7d6
