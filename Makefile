@@ -27,15 +27,15 @@ $(DEV)/.stamp: settings.ini setup.py
 	@test -x $(DEV)/bin/python || $(PYTHON) -m venv $(DEV)
 	@echo "installing the development environment into $(DEV) (log: $(DEV)/install.log)"
 	@$(DEV)/bin/pip install $(PIP_QUIET) $(TORCH) > $(DEV)/install.log 2>&1 || { tail -20 $(DEV)/install.log; exit 1; }
-	@$(DEV)/bin/pip install $(PIP_QUIET) -e ".[dev,serve,explain,transformers]" $(TORCH) >> $(DEV)/install.log 2>&1 || { tail -20 $(DEV)/install.log; exit 1; }
+	@$(DEV)/bin/pip install $(PIP_QUIET) -e ".[dev,serve,explain,transformers,distributed]" $(TORCH) >> $(DEV)/install.log 2>&1 || { tail -20 $(DEV)/install.log; exit 1; }
 	@touch $@
 
-# Newest-fastai environment: proves the loose runtime requirements (fastai 2.8.12, fastcore 2.x) with pytest; with the `serve`, `explain` and `transformers` extras, so the service's, the attributions' and the transformer backbone's tests run here too.
+# Newest-fastai environment: proves the loose runtime requirements (fastai 2.8.12, fastcore 2.x) with pytest; with the `serve`, `explain`, `transformers` and `distributed` extras, so the service's, the attributions', the transformer backbone's and the several-process tests run here too.
 $(NEW)/.stamp: settings.ini setup.py
 	@test -x $(NEW)/bin/python || $(PYTHON) -m venv $(NEW)
 	@echo "installing the newest-fastai environment into $(NEW) (log: $(NEW)/install.log)"
 	@$(NEW)/bin/pip install $(PIP_QUIET) $(TORCH) > $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
-	@$(NEW)/bin/pip install $(PIP_QUIET) -e ".[serve,explain,transformers]" $(NEWEST) $(TORCH) "pytest>=7" "pytest-xdist>=3.2" >> $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
+	@$(NEW)/bin/pip install $(PIP_QUIET) -e ".[serve,explain,transformers,distributed]" $(NEWEST) $(TORCH) "pytest>=7" "pytest-xdist>=3.2" >> $(NEW)/install.log 2>&1 || { tail -20 $(NEW)/install.log; exit 1; }
 	@touch $@
 
 dev-env: $(DEV)/.stamp

@@ -25,6 +25,7 @@ dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 serve_requirements = shlex.split(cfg.get('serve_requirements', ''))
 explain_requirements = shlex.split(cfg.get('explain_requirements', ''))
 transformers_requirements = shlex.split(cfg.get('transformers_requirements', ''))
+distributed_requirements = shlex.split(cfg.get('distributed_requirements', ''))
 console_scripts = cfg.get('console_scripts', '').split()
 classifiers = (['Development Status :: ' + statuses[int(cfg['status'])],
                 'Intended Audience :: ' + cfg['audience'].title(),
@@ -41,7 +42,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={cfg['lib_name']: ['models/*/*.md', 'models/*/*/*']},   # the package's own Stage-1 LMs (bundles and model card)
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'serve': serve_requirements, 'explain': explain_requirements, 'transformers': transformers_requirements},
+    extras_require={'dev': dev_requirements, 'serve': serve_requirements, 'explain': explain_requirements, 'transformers': transformers_requirements, 'distributed': distributed_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
