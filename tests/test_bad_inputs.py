@@ -17,7 +17,8 @@ from ulmfit_ext import weights as uweights, bundle as ubundle
 from ulmfit_ext.inference import predict_texts, predict_probs
 from ulmfit_ext.pair import BiClassifier, backward_dls
 from ulmfit_ext.generate import generate
-from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, _toy_corpus
+from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, _toy_corpus
+from ulmfit_ext.stage1 import find_stage1
 from ulmfit_ext.pipeline import stage2, stage3
 
 FAST = dict(tok=BaseTokenizer(), n_workers=0, progress=False)

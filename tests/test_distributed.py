@@ -6,6 +6,7 @@ import pytest, torch
 from fastai.text.all import BaseTokenizer
 from ulmfit_ext.core import UlmfitError
 from ulmfit_ext import pretrain as pt
+from ulmfit_ext.distrib import ddp_parts
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(tok=BaseTokenizer(), n_workers=0, progress=False)
@@ -19,7 +20,7 @@ def corpus(tmp_path): return pt._toy_corpus(tmp_path/'corpus.txt', n=300), pt._t
 def test_shards_are_the_streams_of_the_global_batch(corpus, monkeypatch):
     "bs=4 on each of 2 ranks: together, batch for batch, exactly the sequences of bs=8 on one process (none twice, none lost)"
     pytest.importorskip('accelerate')   # `fastai.distributed` imports it
-    _, DDL = pt._ddp_parts()
+    _, DDL = ddp_parts()
     monkeypatch.setattr(DDL, '_broadcast', lambda self, t, rank: list(t))   # no process group here: rank 0's order is every rank's
     one = pt.pretrain_dls(corpus[0], corpus[1], bs=8, bptt=10, min_freq=1, seed=0, **FAST).train
     two = pt.pretrain_dls(corpus[0], corpus[1], bs=4, bptt=10, min_freq=1, seed=0, **FAST).train
@@ -40,10 +41,10 @@ def test_var_bptt_refused_with_several_processes(corpus, tmp_path, monkeypatch):
 def test_without_accelerate_refused(corpus, tmp_path, monkeypatch):
     "`fastai.distributed` cannot be imported without `accelerate`: a clear error, not a NameError from fastai"
     monkeypatch.setenv('WORLD_SIZE', '2'); monkeypatch.setitem(sys.modules, 'accelerate', None); monkeypatch.delitem(sys.modules, 'fastai.distributed', raising=False)
-    pt._ddp_parts.cache_clear()
+    ddp_parts.cache_clear()
     try:
         with pytest.raises(UlmfitError, match=r"without `accelerate`.*pip install accelerate"): pt.pretrain_lm(corpus[0], tmp_path/'o', valid=corpus[1], preset='tiny', **FAST)
-    finally: pt._ddp_parts.cache_clear()
+    finally: ddp_parts.cache_clear()
     assert not (tmp_path/'o').exists()
 
 # ---------------------------------------------------------------- slow: real processes with torchrun

@@ -6,7 +6,9 @@ from fastai.text.all import BaseTokenizer, Callback, Learner
 from ulmfit_ext.core import UlmfitError, dataset_path
 from ulmfit_ext.schedules import stlr
 from ulmfit_ext import pretrain as pt
-from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, find_stage1, checkpoints, load_checkpoint, pretrain_presets, fix_wikitext
+from ulmfit_ext import stage1 as s1
+from ulmfit_ext.stage1 import find_stage1
+from ulmfit_ext.pretrain import pretrain_lm, pretrain_dls, checkpoints, load_checkpoint, pretrain_presets, fix_wikitext
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(tok=BaseTokenizer(), n_workers=0, progress=False)
@@ -243,9 +245,9 @@ def no_outside(tmp_path, monkeypatch):
     "No shared data, no corpus variable, no fastai weights: every branch must be switched on by the test"
     monkeypatch.setenv('ULMFIT_DATA', str(tmp_path/'no_data'))
     monkeypatch.delenv('ULMFIT_CORPUS', raising=False)
-    monkeypatch.setattr(pt, 'fastai_path', lambda k: tmp_path/'fastai'/k)
+    monkeypatch.setattr(s1, 'fastai_path', lambda k: tmp_path/'fastai'/k)
     def offline(*a, **k): raise UlmfitError("Could not download fastai's WikiText-103 weights (URLError: offline)")
-    monkeypatch.setattr(pt, 'wt103_files', offline)
+    monkeypatch.setattr(s1, 'wt103_files', offline)
     monkeypatch.setattr('ulmfit_ext.bundle.shipped_models', {})   # as an installation without the package's own LMs
 
 def _fake_bundle(folder):

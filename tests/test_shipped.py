@@ -39,7 +39,7 @@ def test_an_edited_shipped_model_is_refused(tmp_path, monkeypatch):
     shipped_bundle(NAME, backwards=True)   # the untouched twin still loads
 
 def test_find_stage1_prefers_the_shipped_pair(monkeypatch, tmp_path):
-    from ulmfit_ext.pretrain import find_stage1
+    from ulmfit_ext.stage1 import find_stage1
     monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path))
     s = find_stage1(allow_download=False)
     assert s.kind == 'shipped' and s.path == shipped_bundle(NAME)

@@ -148,9 +148,12 @@ def clas_epochs(n_batches:int, # Batches in one training epoch
 def lm_epochs(n_tokens:int, # Tokens in one training epoch of the LM
               tokens:float=1e6, # Tokens to train on in all
               max_epoch:int=20, # Most epochs
+              min_epoch:int=3, # Fewest epochs, while they stay within `max_tokens`
+              max_tokens:float=5e6, # Most tokens the `min_epoch` floor may cost
              ) -> int:
-    "Epoch budget of LM fine-tuning: about `tokens` tokens of training, from 1 to `max_epoch` epochs"
-    return int(min(max(round(tokens / max(n_tokens, 1)), 1), max_epoch))
+    "Epoch budget of LM fine-tuning: about `tokens` tokens of training, at least `min_epoch` epochs while they stay within `max_tokens` tokens, from 1 to `max_epoch` epochs"
+    n = max(round(tokens / max(n_tokens, 1)), min(min_epoch, math.floor(max_tokens / max(n_tokens, 1))), 1)
+    return int(min(n, max_epoch))
 
 # %% ../nbs/03a_auto.ipynb #934fae5c
 def auto_bs(n_train:int, # Training texts of the classifier

@@ -9,7 +9,8 @@ from fastai.text.all import *
 from fastcore.script import call_parse
 from .core import UlmfitError, atomic_path, check_dest, check_choice, check_args, versions, cache_dir, dataset_path
 from .tokens import tokenize_corpus
-from .pretrain import find_stage1, pretrain_lm, fix_wikitext
+from .pretrain import pretrain_lm, fix_wikitext
+from .stage1 import find_stage1
 from .pipeline import stage2, stage3, check_outputs
 from .inference import predict_texts
 

@@ -13,15 +13,14 @@ from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
 from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _build_text_tfms, _check_streams
 from .subword import spm_tokenizer
 from .bundle import save_lm_bundle, _is_bundle
-from .weights import wt103_files
 from .learner import lm_learner
 from .auto import pick_device, place
+from .distrib import ddp_parts, distrib_start, from_rank0, barrier
 from .epoch_checkpoint import EpochCheckpoint, checkpoints, load_checkpoint, _resume
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
 # %% auto #0
-__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'word_perplexity', 'PretrainResult', 'pretrain_lm', 'Stage1',
-           'find_stage1']
+__all__ = ['pretrain_presets', 'pretrain_dls', 'fix_wikitext', 'word_perplexity', 'PretrainResult', 'pretrain_lm']
 
 # %% ../nbs/07_pretrain.ipynb #06aa2284
 pretrain_presets = {
@@ -304,54 +303,10 @@ def _check_pretrain_args(p:dict, bptt, seed, clip, valid_pct, cut_frac, ratio):
     check_args(**{k: cfg[k] for k in ('emb_sz', 'n_hid', 'n_layers') if k in cfg})
 
 # %% ../nbs/07_pretrain.ipynb #2d722817
-from torch.nn.parallel import DistributedDataParallel
-
-@functools.cache
-def _ddp_parts() -> tuple:
-    "(trainer callback class, loader class) for a distributed fit, built on fastai's `DistributedTrainer` and `DistributedDL` (importing `fastai.distributed` needs `accelerate`)"
-    try: from fastai.distributed import DistributedDL, DistributedTrainer
-    except (ImportError, NameError) as e: raise UlmfitError(f"Training on {num_distrib()} processes uses `fastai.distributed`, which cannot be imported without `accelerate` ({type(e).__name__}: {e}). Install it (`pip install accelerate`) or train in one process.") from None
-
-    class _DistributedDL(DistributedDL):
-        "fastai's `DistributedDL`, whose broadcast of the batch order also works with gloo on CPU tensors (fastai's moves them to CUDA for nccl)"
-        def _broadcast(self, t, rank):
-            if torch.distributed.get_backend() == 'nccl': return super()._broadcast(t, rank)
-            t = LongTensor(t); torch.distributed.broadcast(t, rank)
-            return t.tolist()
-
-    class _DDPTrainer(DistributedTrainer):
-        "fastai's `DistributedTrainer` with the model wrapped in torch's `DistributedDataParallel` directly: its `Accelerator` only does that here (fp32, no batch norm)"
-        def __init__(self): self.sync_bn = False   # an AWD-LSTM has no batch norm
-        def before_fit(self):
-            dev = next(self.model.parameters()).device
-            self.learn.model = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == 'cuda' else None)
-            self.old_dls = list(self.dls)
-            self.learn.dls.loaders = [self._wrap_dl(dl) for dl in self.dls]
-            if rank_distrib(): self.learn.logger = noop
-        def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else _DistributedDL(dl, device=self.dls.device)
-    return _DDPTrainer, _DistributedDL
-
-def _distrib_start(dev) -> tuple:
-    "Join the process group torchrun describes (`WORLD_SIZE` > 1) unless it exists: gloo on the CPU, nccl on CUDA; return (device, whether this call made the group)"
-    if num_distrib() <= 1 or torch.distributed.is_initialized(): return dev, False
-    if dev.type == 'cuda':
-        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(dev)
-    torch.distributed.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
-    return dev, True
-
-def _share(o):
-    "Rank 0's `o` on every rank (a picklable object); `o` itself in one process"
-    if num_distrib() <= 1: return o
-    box = [o]; torch.distributed.broadcast_object_list(box, 0)
-    return box[0]
-
-def _barrier():
-    if num_distrib() > 1: torch.distributed.barrier()
-
 def _prepare_ranks(out:Path, settings:dict, resume:bool, overwrite:bool) -> tuple:
     "`_prepare_out` on rank 0 alone; the other ranks wait for it, then train in its folder and load the very checkpoint file it resumes from"
     res = _prepare_out(out, settings, resume, overwrite) if rank_distrib() == 0 else None   # a failure there ends the run: torchrun stops every rank
-    work, f = _share(None if res is None else (str(res[0]), None if res[1] is None else str(res[1]['file'])))
+    work, f = from_rank0(None if res is None else (str(res[0]), None if res[1] is None else str(res[1]['file'])))
     if rank_distrib() == 0: return res
     return Path(work), None if f is None else dict(torch.load(f, map_location='cpu', weights_only=True), file=Path(f))
 
@@ -392,7 +347,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     _check_pretrain_args(p, bptt, seed, clip, valid_pct, cut_frac, ratio)
     _check_tokenizer(tokenizer, vocab_sz, corpus, kwargs)
     dev = pick_device(device, precision)
-    if num_distrib() > 1: _ddp_parts()   # `accelerate` is there
+    if num_distrib() > 1: ddp_parts()   # `accelerate` is there
     if var_bptt and num_distrib() > 1: raise UlmfitError(f"`var_bptt=True` (`--var-bptt`) with {num_distrib()} processes: each rank would draw its own sequence lengths and the ranks' batches would not line up. Train with fixed `bptt` (leave out `var_bptt`) or in one process.")
     spm = tokenizer == 'spm'
     extra = dict(**(dict(tokenizer='spm', vocab_sz=ifnone(vocab_sz, 15000)) if spm else {}), **({'var_bptt': True} if var_bptt else {}),
@@ -400,7 +355,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     settings = _run_settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
                          cut_frac=cut_frac, ratio=ratio, **extra, tokenization={k: _tok_setting(v) if k == 'tok' else v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
     created = not out.exists()
-    dev, own_group = _distrib_start(dev)
+    dev, own_group = distrib_start(dev)
     rank, world = rank_distrib(), num_distrib()
     try: return _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
                               spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs)
@@ -412,19 +367,19 @@ def _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwr
     "The run of `pretrain_lm` once its arguments are checked, on one process or on each rank of a distributed one"
     work, ck = _prepare_ranks(out, settings, resume, overwrite)   # `out` itself, or `out/.next-run` while old results stay in `out`
     try:
-        if rank: _barrier()   # rank 0 trains the SentencePiece model and tokenizes first; the others read its caches
+        if rank: barrier()   # rank 0 trains the SentencePiece model and tokenizes first; the others read its caches
         if spm: kwargs = _spm_kwargs(corpus, settings['vocab_sz'], kwargs)
         with (_deterministic(seed) if deterministic else contextlib.nullcontext()):
             set_seed(seed)
             dls = pretrain_dls(corpus, valid, p['bs'], bptt, p['max_vocab'], p['min_freq'], p['max_tokens'], backwards, valid_pct, seed,
                                vocab=None if ck is None else ck['vocab'], valid_rules=valid_rules, path=out, var_bptt=var_bptt, **kwargs)
-            if world > 1 and rank == 0: _barrier()
+            if world > 1 and rank == 0: barrier()
             learn = place(lm_learner(dls, config=p['config'], drop_mult=p['drop_mult'], metrics=Perplexity(), backwards=backwards), dev, precision)   # before the optimizer state is resumed
             start = 0 if ck is None else _resume(learn, ck)
             run_id = 0 if ck is None else max(h['run'] for h in ck['history'])+1
             cb = EpochCheckpoint(work/'checkpoints', start, ck, run_id=run_id, write=rank == 0)
             if start < p['n_epoch']:
-                learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + ([_ddp_parts()[0]()] if world > 1 else []) + L(cbs))
+                learn.fit_stlr(p['n_epoch'], p['lr'], cut_frac=cut_frac, ratio=ratio, start_epoch=start, cbs=[cb] + ([GradientClip(clip)] if clip else []) + ([ddp_parts()[0]()] if world > 1 else []) + L(cbs))
     except BaseException:
         if rank == 0 and ck is None and not checkpoints(work/'checkpoints'): _discard_start(work, out, created)   # failed before its first epoch: no trace
         raise
@@ -432,86 +387,5 @@ def _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwr
     if rank == 0:
         metrics = _finish(learn, cb, work, settings, _data_desc(dls, corpus, valid, valid_pct), t0)
         if work != out: _publish_run(work, out)
-    metrics = _share(metrics)   # the other ranks wait here until rank 0 has published the run
+    metrics = from_rank0(metrics)   # the other ranks wait here until rank 0 has published the run
     return PretrainResult(learn, out, metrics)
-
-# %% ../nbs/07_pretrain.ipynb #c109f7d6
-class Stage1:
-    "The Stage-1 choice of `find_stage1`: `kind` ('bundle', 'cache', 'wt103', 'corpus' or 'none'), `path`, one-line `desc`, `skipped` reasons"
-    def __init__(self, kind, path=None, desc='', skipped=None): self.kind, self.path, self.desc, self.skipped = kind, path and Path(path), desc, skipped or []
-    def __repr__(self): return f"Stage1({self.kind!r}, {str(self.path) if self.path else None!r}): {self.desc}"
-
-def _bundle_in(folder) -> Path|None:
-    "`folder` itself or its `bundle/` sub-folder if it is a ulmfit_ext bundle"
-    folder = Path(folder)
-    return next((p for p in (folder, folder/'bundle') if p.is_dir() and _is_bundle(p)), None)
-
-# %% ../nbs/07_pretrain.ipynb #5746f5f3
-def _named_bundle(bundle):
-    "(a) The bundle the user named; a `UlmfitError` if it is not one"
-    p = _bundle_in(bundle)
-    if p is None: raise UlmfitError(f"`bundle`={str(bundle)!r} is not a ulmfit_ext bundle folder (no config.json of a bundle there or in its bundle/). Pass the folder `pretrain_lm` or `save_lm_bundle` wrote, or leave `bundle=None`.")
-    return Stage1('bundle', p, f"the bundle you named, {p}")
-
-def _shipped(backwards, shipped):
-    "(b) The package's own pretrained LM (`io.shipped_models`), or the reason it is not used"
-    from ulmfit_ext.bundle import shipped_models, shipped_bundle
-    if not shipped: return "the package's own pretrained LMs are off (`shipped=False`)"
-    if not shipped_models: return "this installation ships no pretrained LM"
-    name = next(iter(shipped_models))
-    p = shipped_bundle(name, backwards)
-    return Stage1('shipped', p, f"the package's own pretrained {'backward' if backwards else 'forward'} LM {name!r} ({p})")
-
-def _cached_bundle(key):
-    "(b) A bundle cached under `cache_dir('stage1', key)`, or the reason there is none"
-    d = cache_dir('stage1', key, create=False)
-    p = _bundle_in(d)
-    return Stage1('cache', p, f"a Stage-1 bundle cached by an earlier run, {p}") if p else f"no cached Stage-1 bundle in {d}"
-
-def _wt103(backwards, allow_download, timeout):
-    "(c) fastai's WikiText-103 weights (local, or downloaded when allowed), or the reason they are not used"
-    local = fastai_path('model')/('wt103-bwd' if backwards else 'wt103-fwd')
-    if not allow_download and not local.is_dir(): return f"fastai's WikiText-103 weights are not in {local} and downloading is off (`allow_download=False`)"
-    try: wf, _ = wt103_files(backwards, path=local if not allow_download else None, timeout=timeout)
-    except UlmfitError as e: return f"fastai's WikiText-103 weights are not available ({str(e).split(' (')[0]})"
-    return Stage1('wt103', Path(wf).parent, f"fastai's WikiText-103 {'backward' if backwards else 'forward'} weights in {Path(wf).parent}")
-
-# %% ../nbs/07_pretrain.ipynb #572e38fd
-def _corpus(corpus):
-    "(d) A general corpus: `corpus`, `$ULMFIT_CORPUS` or the shared Gutenberg books; or the reason there is none"
-    if corpus is not None:
-        if not Path(corpus).exists(): raise UlmfitError(f"`corpus`={str(corpus)!r} does not exist. Pass a text file, archive or folder, or leave `corpus=None`.")
-        return Stage1('corpus', corpus, f"the corpus you named, {corpus}, to pretrain on")
-    env = os.environ.get('ULMFIT_CORPUS')
-    if env and Path(env).expanduser().exists(): return Stage1('corpus', Path(env).expanduser(), f"the corpus in $ULMFIT_CORPUS, {env}, to pretrain on")
-    g = dataset_path('gutenberg_books')
-    g = next(iter(sorted(g.glob('*.tar*'))), g) if g is not None else None  # the books are one tar archive beside their README
-    if g is not None: return Stage1('corpus', g, f"the shared Project Gutenberg books in {g}, to pretrain on")
-    return ("$ULMFIT_CORPUS names a missing path " + repr(env) if env else "no `corpus=`, no $ULMFIT_CORPUS") + ", and the shared Gutenberg books are not on this machine"
-
-# %% ../nbs/07_pretrain.ipynb #c85007b4
-def find_stage1(bundle=None, # A bundle folder to use (or a `pretrain_lm` output folder holding `bundle/`)
-                corpus=None, # A general-domain corpus to pretrain on if no model is found
-                shipped:bool=True, # Use the package's own pretrained LM (`io.shipped_models`) when there is one
-                cache:bool=True, # Look for a bundle cached under `cache_dir('stage1', key)`
-                allow_download:bool=True, # Try to download fastai's WikiText-103 weights
-                backwards:bool=False, # Look for the backward model
-                key:str=None, # Cache key; default 'fwd' or 'bwd'
-                timeout:float=5., # Seconds to wait for the download server
-                verbose:bool=True, # Print the choice and the reasons for skipping the earlier options
-               ) -> Stage1:
-    "Pick the Stage-1 language model: a named bundle, a named corpus to pretrain on, the package's own, a cached bundle, fastai's WT103 weights, a default corpus, or none"
-    skipped = []
-    tries = [lambda: _named_bundle(bundle) if bundle is not None else "no `bundle=` given",
-             lambda: _corpus(corpus) if corpus is not None else "no `corpus=` given",   # what the caller named comes before any default
-             lambda: _shipped(backwards, shipped),
-             lambda: _cached_bundle(ifnone(key, 'bwd' if backwards else 'fwd')) if cache else "the cache is off (`cache=False`)",
-             lambda: _wt103(backwards, allow_download, timeout), lambda: _corpus(None)]
-    for t in tries:
-        r = t()
-        if isinstance(r, Stage1): break
-        skipped.append(r)
-    else: r = Stage1('none', None, "no general-domain model or corpus: pretrain on the task's own text")
-    r.skipped = skipped
-    if verbose: print(f"Stage 1: using {r.desc}." + ''.join(f"\n  skipped: {s}" for s in skipped))
-    return r
