@@ -280,7 +280,7 @@ def test_find_stage1_wt103(no_outside, tmp_path, monkeypatch):
     def fake(backwards=False, path=None, timeout=5.):
         calls.append((backwards, path, timeout))
         return d/'lstm_fwd.pth', d/'itos_wt103.pkl'
-    monkeypatch.setattr(pt, 'wt103_files', fake)
+    monkeypatch.setattr(s1, 'wt103_files', fake)
     r = find_stage1(timeout=0.5, verbose=False)
     assert r.kind == 'wt103' and r.path == d and calls == [(False, None, 0.5)]
     r = find_stage1(allow_download=False, verbose=False)   # nothing in fastai's folder and no download: skipped
