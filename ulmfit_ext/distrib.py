@@ -17,7 +17,7 @@ __all__ = ['ddp_parts', 'distrib_start', 'from_rank0', 'barrier']
 def ddp_parts() -> tuple:
     "(trainer callback class, loader class) for a distributed fit, built on fastai's `DistributedTrainer` and `DistributedDL` (importing `fastai.distributed` needs `accelerate`)"
     try: from fastai.distributed import DistributedDL, DistributedTrainer
-    except (ImportError, NameError) as e: raise UlmfitError(f"Training on {num_distrib()} processes uses `fastai.distributed`, which cannot be imported without `accelerate` ({type(e).__name__}: {e}). Install it (`pip install accelerate`) or train in one process.") from None
+    except (ImportError, NameError) as e: raise UlmfitError(f"Training on {num_distrib()} processes uses `fastai.distributed`, which cannot be imported without `accelerate` ({type(e).__name__}: {e}). Install it (`pip install 'ulmfit_ext[distributed]'`, or `pip install accelerate`) or train in one process.") from None
 
     class _DistributedDL(DistributedDL):
         "fastai's `DistributedDL`, whose broadcast of the batch order also works with gloo on CPU tensors (fastai's moves them to CUDA for nccl)"

@@ -8,7 +8,7 @@ import random, warnings
 from fastai.text.all import *
 from .core import atomic_path, load_opt_state
 from .data import VarLenLMDataLoader
-from torch.nn.parallel import DistributedDataParallel
+
 
 # %% auto #0
 __all__ = ['EpochCheckpoint', 'checkpoints', 'load_checkpoint']
@@ -85,12 +85,10 @@ class EpochCheckpoint(Callback):
         if self.write: self.save(self.epoch+1)
 
 # %% ../nbs/07p_epoch_checkpoint.ipynb #51efaa5e
-def _plain_model(m): return m.module if isinstance(m, DistributedDataParallel) else m   # a distributed fit wraps the model
-
 @patch
 def save(self:EpochCheckpoint, n_done:int) -> Path:
     "Write the checkpoint after `n_done` epochs atomically, then delete all but the newest `keep`"
-    st = dict(format='ulmfit_ext.pretrain_checkpoint', epoch=n_done, model=_plain_model(self.learn.model).state_dict(), opt=_plain(self.learn.opt.state_dict()),
+    st = dict(format='ulmfit_ext.pretrain_checkpoint', epoch=n_done, model=get_model(self.learn.model).state_dict(), opt=_plain(self.learn.opt.state_dict()),
               history=self.history, losses=self.losses, lrs=self.lrs, vocab=list(self.learn.dls.vocab), rng=_rng_state(self.learn))
     dest = self.folder/_ckpt_name(n_done)
     with atomic_path(dest) as p: torch.save(st, p)

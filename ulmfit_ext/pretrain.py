@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pretrain.ipynb #cc58f9cd
 from __future__ import annotations
-import contextlib, functools, json, os, random, shutil, time, uuid, warnings
+import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
 from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
