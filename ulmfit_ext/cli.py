@@ -154,10 +154,11 @@ def ulmfit_demo(out:str='runs/demo', # Output folder: metrics.json, results.md a
                 stage1:str=None, # A Stage-1 bundle folder to start from (skips the search: cache, WT103 download, corpus)
                 corpus:str=None, # A general-domain corpus (text file, archive or folder) to pretrain Stage 1 on when no bundle is found
                 offline:bool=False, # Never download: skip fastai's WikiText-103 weights unless they are already on this machine
+                refit:bool=False, # Fine-tune the LM again even when an earlier demo's (same articles, Stage 1, seed, versions) is cached
                ):
     "Run the demo: ULMFiT against TF-IDF + logistic regression on BBC News, with all labels and with 20 per class"
     if Path(out).exists() and not Path(out).is_dir(): raise UlmfitError(f"--out {out} is a file; pass a folder (new or existing) for the demo's results.")
-    return _lib('demo').run_demo(out, preset=preset, overwrite=overwrite, seed=seed, stage1=stage1, corpus=corpus, offline=offline)
+    return _lib('demo').run_demo(out, preset=preset, overwrite=overwrite, seed=seed, stage1=stage1, corpus=corpus, offline=offline, refit=refit)
 
 # %% ../nbs/09_cli.ipynb #c5100f17
 subcommands = {'pretrain': ulmfit_pretrain, 'finetune-lm': ulmfit_finetune_lm, 'train-classifier': ulmfit_train_classifier,

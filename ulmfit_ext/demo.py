@@ -4,14 +4,15 @@
 
 # %% ../nbs/08_demo.ipynb #e0f06099
 from __future__ import annotations
-import json, time, importlib.util
+import json, os, time, shutil, hashlib, importlib.util
 from fastai.text.all import *
 from fastcore.script import call_parse
 from .core import UlmfitError, atomic_path, check_dest, check_choice, check_args, versions, cache_dir, dataset_path
 from .tokens import tokenize_corpus
 from .pretrain import pretrain_lm, fix_wikitext
 from .stage1 import find_stage1
-from .pipeline import stage2, stage3, check_outputs
+from .pipeline import stage2, stage3, check_outputs, run_outputs, find_bundle
+from .bundle import bundle_digest
 from .inference import predict_texts
 
 # %% auto #0
@@ -118,6 +119,40 @@ def _stage3(df, lm, seed):
     pred = predict_texts(run.learn, te.text.tolist(), progress=False)
     return run, float((pred.label.astype(str).values == te.label.astype(str).values).mean())
 
+# %% ../nbs/08_demo.ipynb #6d23655e
+def _lm_key(df, pre, seed) -> str:
+    "Cache key of the demo's Stage 2: its text, the Stage-1 model (the bundle's digest), the seed and the versions"
+    h = hashlib.sha256()
+    for t in _lm_text(df).text: h.update(t.encode('utf-8', 'surrogatepass') + b'\0')
+    s1 = pre if pre in (None, 'wt103') else bundle_digest(find_bundle(pre, ('bundle',), 'Stage-1 model'))
+    from ulmfit_ext import __version__
+    v = {k: v for k, v in versions().items() if k != 'platform'}
+    return hashlib.sha256(json.dumps([h.hexdigest(), s1, seed, __version__, v], sort_keys=True).encode()).hexdigest()[:32]
+
+def _copy_outputs(src, dst, kind='lm'):
+    "Copy the outputs of a `kind` run from folder `src` into `dst`, each entry replaced atomically, metrics.json last"
+    dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
+    for n in sorted(run_outputs[kind], key=lambda n: n == 'metrics.json'):
+        s, d = Path(src)/n, dst/n
+        if not s.exists(): continue
+        tmp = dst/f'.{n}.tmp{os.getpid()}'
+        if os.path.lexists(tmp): shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        shutil.copytree(s, tmp) if s.is_dir() else shutil.copy2(s, tmp)
+        if d.is_dir() and not d.is_symlink(): shutil.rmtree(d)
+        os.replace(tmp, d)
+
+def _stage2(df, pre, seed, out, overwrite=False, refit=False):
+    "The demo's Stage 2 into `out`, or the copy of an earlier run with the same `_lm_key`; returns (its metrics, whether it was reused)"
+    cached = cache_dir('demo-lm', create=False)/_lm_key(df, pre, seed)
+    if not refit and (cached/'metrics.json').is_file():
+        print(f"Stage 2: reusing the LM an earlier demo fine-tuned on the same articles from the same Stage 1 with seed {seed} "
+              f"({cached}; `--refit` fine-tunes it again).")
+        check_outputs(out, 'lm', overwrite); _copy_outputs(cached, out)
+        return json.loads((Path(out)/'metrics.json').read_text()), True
+    m = stage2(_lm_text(df), pre, seed=seed).save(out, overwrite)
+    _copy_outputs(out, cached)
+    return m, False
+
 # %% ../nbs/08_demo.ipynb #9f69fdde
 def _table(rows):
     "Markdown table of the demo's results"
@@ -140,6 +175,7 @@ def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the
              stage1=None, # A Stage-1 bundle to use instead of searching for one
              corpus=None, # A general-domain corpus for Stage 1 (default `$ULMFIT_CORPUS` or the shared Gutenberg books)
              offline:bool=False, # Never download: fastai's WikiText-103 weights are used only if they are already on this machine
+             refit:bool=False, # Fine-tune the LM again even when an earlier demo's run with the same articles, Stage 1, seed and versions is cached
             ) -> dict: # The metrics written to `out/metrics.json`
     "The three ULMFiT stages on BBC News with the package's defaults, all labels and 20 per class, against TF-IDF; prints and saves a results table"
     out = Path(out)
@@ -151,22 +187,25 @@ def run_demo(out='runs/demo', # Output folder: results.md, metrics.json, and the
     p = demo_presets[preset]; set_seed(seed)
     df = _subset(load_bbc_news(), p['frac'], seed)
     (pre, s1_desc), t1 = _timed(_stage1, df, p, seed, stage1, corpus, f'demo-{preset}', offline)
-    lm = stage2(_lm_text(df), pre, seed=seed)
-    lm.save(out/'lm', overwrite)
+    (lm, reused), t2 = _timed(_stage2, df, pre, seed, out/'lm', overwrite, refit)
     rows = []
     for setting, d in [('all labels', df), ('20 labels per class', low_shot(df, 20, seed))]:
-        (run, acc), t3 = _timed(_stage3, d, lm, seed)
+        (run, acc), t3 = _timed(_stage3, d, out/'lm', seed)
         run.save(out/_settings[setting], overwrite)
         tr, r = d[d.split == 'train'], run.report
         rows.append(dict(setting=setting, n_labels=len(tr), n_test=int((d.split == 'test').sum()), ulmfit_acc=acc,
                          tfidf_acc=tfidf_baseline(tr, d[d.split == 'test']), stage3_s=t3, lr=r.lr, epochs=f"{r.best_epoch}/{r.epochs_run}/{r.n_epoch}"))
-    return _report(rows, dict(stage1_s=t1, stage2_s=lm.seconds, stage2_epochs=f"{lm.report.best_epoch}/{lm.report.epochs_run}/{lm.report.n_epoch}"), s1_desc, out, preset, seed, overwrite)
+    f = lm['fit']
+    return _report(rows, dict(stage1_s=t1, stage2_s=t2, stage2_cached=reused, stage2_fit_s=lm['seconds'], stage2_epochs=f"{f['best_epoch']}/{f['epochs_run']}/{f['n_epoch']}"),
+                   s1_desc, out, preset, seed, overwrite)
 
 # %% ../nbs/08_demo.ipynb #ba182ba8
 def _report(rows, times, s1_desc, out, preset, seed, overwrite=True):
     "Print the results table and write `results.md` and `metrics.json` (last: the demo is complete) in `out`, each atomically"
+    s2 = (f"reused from an earlier run ({times['stage2_s']:.0f} s to copy; it took {times['stage2_fit_s']:.0f} s to train)" if times.get('stage2_cached')
+          else f"{times['stage2_s']:.0f} s")
     table = _table(rows) + (f"\n\nStage 1: {s1_desc} ({times['stage1_s']:.0f} s). Stage 2, LM fine-tuning on all non-test articles: "
-                            f"{times['stage2_s']:.0f} s (epoch kept / run / budget: {times['stage2_epochs']}). Test split: {rows[0]['n_test']} articles (the fixed split above). "
+                            f"{s2} (epoch kept / run / budget: {times['stage2_epochs']}). Test split: {rows[0]['n_test']} articles (the fixed split above). "
                             "Every training choice is the package's default.")
     metrics = dict(preset=preset, seed=seed, stage1=s1_desc, **times, rows=rows, versions=versions())
     with atomic_path(out/'results.md', overwrite) as f: f.write_text(table + '\n')
@@ -183,7 +222,8 @@ def main(out:str='runs/demo', # Output folder for metrics.json, results.md and p
          stage1:str=None, # A Stage-1 bundle folder to use
          corpus:str=None, # A general-domain corpus for Stage 1
          offline:bool=False, # Never download fastai's WikiText-103 weights
+         refit:bool=False, # Fine-tune the LM again even when an earlier run's is cached
         ):
     "Run the ULMFiT demo on BBC News (`python -m ulmfit_ext.demo --help`)"
-    try: run_demo(out, preset, overwrite, seed, stage1, corpus, offline)
+    try: run_demo(out, preset, overwrite, seed, stage1, corpus, offline, refit)
     except UlmfitError as e: raise SystemExit(f"error: {e}")
