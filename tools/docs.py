@@ -519,7 +519,7 @@ def _forked(args, log:Path):
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1); os.dup2(fd, 2); os.close(fd)
-        os.environ.clear(); os.environ.update(_child_env()); os.chdir(ROOT)
+        env = _child_env(); os.environ.clear(); os.environ.update(env); os.chdir(ROOT)
         import torch; torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
         render_notebook(Path(nb).resolve(), page, Path(dest).resolve(), links, flags)
         code = 0
