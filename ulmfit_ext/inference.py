@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_inference.ipynb #ea0a34e3
 from __future__ import annotations
-import contextlib, itertools, multiprocessing, os, pickle, shutil, tempfile, threading, uuid, warnings, weakref
+import contextlib, functools, importlib, itertools, multiprocessing, os, pickle, shutil, tempfile, threading, uuid, warnings, weakref
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,7 +20,8 @@ from .tokens import _tok_texts, _rules_of
 from .bundle import Bundle, load_bundle, other_arch
 
 # %% auto #0
-__all__ = ['Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task', 'output_frame', 'inference_model']
+__all__ = ['predictor_archs', 'ensemble_loader', 'Predictor', 'as_predictor', 'predict_probs', 'predict_texts', 'model_task',
+           'output_frame', 'inference_model']
 
 # %% ../nbs/06_inference.ipynb #d866e782
 from .tasks import task_of   # what a classifier predicts: single-/multi-label classes or a number
@@ -101,11 +102,17 @@ def _from_learner(learn, tokenizer=None):
     kind = 'lm' if isinstance(learn, LMLearner) or labels is None else 'classifier'
     return Predictor(learn.model, i.vocab, labels, tok, post, i.backwards, source='the learner', kind=kind, task=task)
 
+predictor_archs = {'transformer': 'ulmfit_ext.transformer:transformer_predictor'}   # a model's `arch` -> the factory of its predictor (AWD-LSTM predictors are built here)
+
+def _by_name(name:str):
+    "The object a registry names as `'module:attribute'` (an entry point's form: `'ulmfit_ext.pair:BiClassifier.load'`), imported on first use"
+    mod, _, attr = name.partition(':')
+    return functools.reduce(getattr, attr.split('.'), importlib.import_module(mod))
+
 def _arch_predictor(obj, tokenizer):
     "The predictor of a learner or bundle of another architecture than AWD-LSTM (a transformer: `transformer.TransformerPredictor`)"
     if tokenizer is not None: raise UlmfitError("`tokenizer=` replaces the fastai tokenizer of an AWD-LSTM model; a transformer model always uses its own: leave it out.")
-    from ulmfit_ext.transformer import transformer_predictor
-    return transformer_predictor(obj)
+    return _by_name(predictor_archs['transformer'])(obj)
 
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
@@ -316,14 +323,15 @@ def _predict_probs(preds:list, items:list, **kwargs) -> np.ndarray:
     return _map_batches(preds[0], items, lambda ids: sum(p.probs_of(ids) for p in preds) / len(preds), preds[0].n_out, **kwargs)
 
 # %% ../nbs/06_inference.ipynb #1ce45c35
+ensemble_loader = 'ulmfit_ext.pair:BiClassifier.load'   # reads a folder with ensemble.json (the ensemble is built on this module, which therefore does not import it)
+
 def _resolve(model, tokenizer=None, sha256=None, int8=False):
     "A `BiClassifier` for an ensemble (or its folder), else the `Predictor` of `model` (int8 with `int8`); raise unless it classifies"
     folder = isinstance(model, (str, Path)) and Path(model).is_dir()
     if sha256 is not None and not folder:
         raise UlmfitError(f"`sha256` pins a bundle or ensemble folder, but the model is a {type(model).__name__}: pass the folder, or leave `sha256=None`.")
     if folder and (Path(model)/'ensemble.json').exists():
-        from ulmfit_ext.pair import BiClassifier   # the ensemble is built on this module, so it is imported only when a folder needs it
-        model = BiClassifier.load(model, tokenizer, sha256=sha256)
+        model = _by_name(ensemble_loader)(model, tokenizer, sha256=sha256)
     elif folder: model = load_bundle(model, sha256=sha256)
     res = model if hasattr(model, 'predictors') else as_predictor(model, tokenizer)
     p = getattr(res, 'predictors', [res])[0]

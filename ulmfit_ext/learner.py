@@ -17,7 +17,7 @@ from .schedules import _fit_lrs, _check_name, _check_epochs, _n_groups, _script_
 
 # %% auto #0
 __all__ = ['ulmfit_lm_config', 'ulmfit_clas_config', 'ulmfit_hparams', 'clas_archs', 'lm_variants', 'clas_variants', 'ulmfit_opt',
-           'lm_learner', 'clas_learner', 'finetune_lm', 'tune_threshold', 'train_classifier']
+           'lm_learner', 'clas_learner', 'finetune_lm', 'out_labels', 'tune_threshold', 'train_classifier']
 
 # %% ../nbs/05_learner.ipynb #31c97c43
 ulmfit_lm_config = dict(awd_lstm_lm_config)
@@ -350,6 +350,11 @@ def _task(learn) -> dict:
     "The task of a classifier learner: what `clas_learner` recorded, else read from its `DataLoaders`"
     if getattr(learn, 'task', None) is None: learn.task = task_of(learn.dls)
     return learn.task
+
+def out_labels(learn) -> list:
+    "The names of a classifier's outputs: its classes, or a regression's target"
+    t = _task(learn)
+    return [t.get('target', 'value')] if t['type'] == 'regression' else [str(l) for l in learn.dls.vocab[1]]
 
 def _auto_monitor(learn) -> str:
     "`auto_monitor` of the learner's task, training targets and metrics"

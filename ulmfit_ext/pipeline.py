@@ -11,14 +11,14 @@ from .data import lm_dls, clas_dls, dls_info
 from .tokens import _read_df, _check_cols
 from .bundle import load_bundle, save_bundle, verify_bundle, bundle_digest, resolve_pretrained
 from .auto import FitReport, auto_bs, pick_device, place
-from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _encoder_sizes, _task
+from .learner import lm_learner, clas_learner, finetune_lm, train_classifier, lm_variants, clas_variants, _encoder_sizes, _task, out_labels
 from .tasks import sample_per_class
 from .epoch_checkpoint import checkpoints
 from .reports import LossHistory, _hist, class_report, task_report, task_figure, save_figure, plot_losses, plot_confusion, plot_lr_schedule, plot_lr_find, _figure
 from .stage_checkpoint import load_stage_checkpoint, remove_checkpoints, StageCheckpoint, _open_checkpoints, _checkpointer, _data_digest, _bundle_id
 
 # %% auto #0
-__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'stage3', 'labelled_sample', 'out_labels', 'check_outputs']
+__all__ = ['run_outputs', 'StageRun', 'find_bundle', 'stage2', 'stage3', 'labelled_sample', 'check_outputs']
 
 # %% ../nbs/07a_pipeline.ipynb #e010c557
 class StageRun:
@@ -306,11 +306,6 @@ def metrics(self:StageRun) -> dict:
         self.valid_preds = targs.numpy(), probs.numpy()
         m.update(task=task, labels=labels, valid=task_report(task, *self.valid_preds, labels))
     return m
-
-def out_labels(learn) -> list:
-    "The names of a classifier's outputs: its classes, or a regression's target"
-    t = _task(learn)
-    return [t.get('target', 'value')] if t['type'] == 'regression' else [str(l) for l in learn.dls.vocab[1]]
 
 # %% ../nbs/07a_pipeline.ipynb #6167297e
 run_outputs = {  # what `StageRun.save` writes into its folder, by kind

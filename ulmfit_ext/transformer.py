@@ -9,12 +9,11 @@ from fastai.text.all import *
 from .core import UlmfitError, check_args, check_choice, check_range, atomic_dir, sha256_file
 from .data import labelled_rows, doc_dls
 from .splitters import _dedup_groups
-from .learner import ulmfit_opt, _task_loss, _head_y_range, _check_head_args
+from .learner import ulmfit_opt, _task_loss, _head_y_range, _check_head_args, out_labels
 from .tasks import task_of, task_metrics
 from .weights import read_weights
 from .bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, _check_target, _dump_json, _read_json, _write_provenance
 from .inference import Predictor, inference_model, _activate, _eval_mode
-from .pipeline import out_labels
 
 # %% auto #0
 __all__ = ['backbones', 'TRANSFORMER_ARCH', 'backbone_defaults', 'backbone_path', 'load_backbone_tokenizer', 'load_backbone',
