@@ -4,11 +4,11 @@
 
 # %% ../nbs/08_demo.ipynb #e0f06099
 from __future__ import annotations
-import json, os, time, shutil, hashlib, importlib.util
+import json, time, shutil, hashlib, importlib.util
 from fastai.text.all import *
 from fastcore.script import call_parse
-from .core import UlmfitError, atomic_path, check_dest, check_choice, check_args, versions, cache_dir, dataset_path
-from .tokens import tokenize_corpus
+from .core import UlmfitError, atomic_path, atomic_dir, check_dest, check_choice, check_args, versions, cache_dir, dataset_path
+from .tokens import tokenize_corpus, _hash_texts
 from .pretrain import pretrain_lm, fix_wikitext
 from .stage1 import find_stage1
 from .pipeline import stage2, stage3, check_outputs, run_outputs, find_bundle
@@ -122,12 +122,10 @@ def _stage3(df, lm, seed):
 # %% ../nbs/08_demo.ipynb #6d23655e
 def _lm_key(df, pre, seed) -> str:
     "Cache key of the demo's Stage 2: its text, the Stage-1 model (the bundle's digest), the seed and the versions"
-    h = hashlib.sha256()
-    for t in _lm_text(df).text: h.update(t.encode('utf-8', 'surrogatepass') + b'\0')
     s1 = pre if pre in (None, 'wt103') else bundle_digest(find_bundle(pre, ('bundle',), 'Stage-1 model'))
     from ulmfit_ext import __version__
     v = {k: v for k, v in versions().items() if k != 'platform'}
-    return hashlib.sha256(json.dumps([h.hexdigest(), s1, seed, __version__, v], sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps([_hash_texts(_lm_text(df).text.tolist()), s1, seed, __version__, v], sort_keys=True).encode()).hexdigest()[:32]
 
 def _copy_outputs(src, dst, kind='lm'):
     "Copy the outputs of a `kind` run from folder `src` into `dst`, each entry replaced atomically, metrics.json last"
@@ -135,11 +133,8 @@ def _copy_outputs(src, dst, kind='lm'):
     for n in sorted(run_outputs[kind], key=lambda n: n == 'metrics.json'):
         s, d = Path(src)/n, dst/n
         if not s.exists(): continue
-        tmp = dst/f'.{n}.tmp{os.getpid()}'
-        if os.path.lexists(tmp): shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-        shutil.copytree(s, tmp) if s.is_dir() else shutil.copy2(s, tmp)
-        if d.is_dir() and not d.is_symlink(): shutil.rmtree(d)
-        os.replace(tmp, d)
+        with (atomic_dir if s.is_dir() else atomic_path)(d, overwrite=True) as tmp:
+            shutil.copytree(s, tmp, dirs_exist_ok=True) if s.is_dir() else shutil.copy2(s, tmp)
 
 def _stage2(df, pre, seed, out, overwrite=False, refit=False):
     "The demo's Stage 2 into `out`, or the copy of an earlier run with the same `_lm_key`; returns (its metrics, whether it was reused)"
