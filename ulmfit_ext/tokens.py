@@ -4,7 +4,7 @@
 
 # %% ../nbs/01d_tokens.ipynb #6c60d2bd
 from __future__ import annotations
-import io, re, json, zlib, gzip, bz2, lzma, codecs, zipfile, tarfile, hashlib, random, warnings, importlib.metadata
+import io, re, json, array as _array, zlib, gzip, bz2, lzma, codecs, zipfile, tarfile, hashlib, random, warnings, importlib.metadata
 from collections import Counter
 from types import SimpleNamespace
 from concurrent.futures import ProcessPoolExecutor
@@ -202,8 +202,8 @@ def _source_key(source, desc:dict) -> str:
 
 # %% ../nbs/01d_tokens.ipynb #06082281
 class _StoreWriter:
-    "Append tokenized documents to a binary file of `int32` ids, growing the token list as new tokens appear"
-    def __init__(self, f): self.f,self.o2i,self.offsets,self.n = f,{},[0],0
+    "Append tokenized documents to a binary file of `int32` ids, growing the token list as new tokens appear (document offsets in an `array('q')`: 8 bytes a document, not a Python `int` each)"
+    def __init__(self, f): self.f,self.o2i,self.offsets,self.n = f,{},_array.array('q', [0]),0
 
     def add(self, toks, last:bool):
         "Append the tokens of one piece; `last` closes the document"
