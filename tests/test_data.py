@@ -116,6 +116,31 @@ def test_store_layout():
     assert st.lengths.sum() == st.n_tokens == len(st.ids)
     assert pickle.loads(pickle.dumps(st)).tokens(1) == st.tokens(1)
 
+def test_writer_offsets_are_a_compact_array():
+    "Issue 14: the writer keeps one 8-byte int64 a document (an `array('q')`), not a Python int object each, and the store gets the same offsets"
+    import array, io
+    from ulmfit_ext.tokens import _StoreWriter
+    w = _StoreWriter(io.BytesIO())
+    for i in range(1000): w.add(['xxbos'] + ['tok']*(i % 7), last=i % 2 == 1)   # two pieces a document
+    assert isinstance(w.offsets, array.array) and w.offsets.typecode == 'q' and w.offsets.itemsize == 8
+    st = w.store(np.frombuffer(w.f.getvalue(), dtype=np.int32))
+    assert len(st) == 500 and st.offsets.dtype == np.int64 and st.n_tokens == len(st.ids) == sum(1 + i % 7 for i in range(1000))
+    assert st.lengths.tolist() == [2 + i % 7 + (i+1) % 7 for i in range(0, 1000, 2)]
+
+def test_store_on_disk_reads_without_the_memory_map(monkeypatch):
+    "Issue 14: `doc`/`read` of a cached store read the file (the memory map's touched pages would stay in the RSS), and give what slicing `ids` gives"
+    st = tokenize_corpus(toy_texts(30), **FAST)
+    assert st.path is not None and isinstance(st.ids, np.memmap)
+    ref = [np.array(st.ids[st.offsets[i]:st.offsets[i+1]]) for i in range(len(st))]
+    reads = []
+    real = np.fromfile
+    monkeypatch.setattr(np, 'fromfile', lambda *a, **k: reads.append(k) or real(*a, **k))
+    assert all(np.array_equal(st.doc(i), ref[i]) for i in range(len(st))) and len(reads) == len(st)
+    assert reads[3] == dict(dtype=np.int32, count=len(ref[3]), offset=4*int(st.offsets[3]))
+    assert np.array_equal(st.read(0, st.n_tokens), np.asarray(st.ids)) and st.read(5, 5).shape == (0,)
+    mem = tokenize_corpus(toy_texts(30), cache=False, **FAST)   # an in-memory store slices its array
+    n = len(reads); assert np.array_equal(mem.doc(3), ref[3]) and len(reads) == n
+
 def test_corpus_path_cache_and_encoding_note(books):
     with pytest.warns(UserWarning, match='latin-1'): st = tokenize_corpus(books, **FAST)
     assert st.meta['encodings'] == {'a.txt': 'utf-8', 'sub/b.txt': 'latin-1'}

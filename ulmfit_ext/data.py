@@ -31,11 +31,11 @@ def _train_counter(stores, starts, idxs, block_tokens:int=1<<20) -> Counter:
     is_tr, cnt = np.zeros(starts[-1], dtype=bool), Counter()
     is_tr[np.asarray(idxs, dtype=np.int64)] = True
     for s,a in zip(stores, starts):
-        bc, offs, ids = np.zeros(len(s.itos), dtype=np.int64), s.offsets, s.ids
+        bc, offs = np.zeros(len(s.itos), dtype=np.int64), s.offsets
         for d0,d1 in _doc_blocks(offs, block_tokens):
             keep = is_tr[a+d0:a+d1]
             if not keep.any(): continue
-            block = ids[offs[d0]:offs[d1]]
+            block = s.read(offs[d0], offs[d1])   # from the file: the memory map's pages are not kept
             if not keep.all(): block = block[np.repeat(keep, np.diff(offs[d0:d1+1]))]
             bc += np.bincount(block, minlength=len(s.itos))
         cnt.update({s.itos[i]:int(bc[i]) for i in np.flatnonzero(bc)})

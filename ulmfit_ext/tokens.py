@@ -28,7 +28,7 @@ class TokenStore:
     def n_tokens(self) -> int: return int(self.offsets[-1])
     @property
     def lengths(self) -> np.ndarray: return np.diff(self.offsets)
-    def doc(self, i) -> np.ndarray: return self.ids[self.offsets[i]:self.offsets[i+1]]
+    def doc(self, i) -> np.ndarray: return self.read(self.offsets[i], self.offsets[i+1])
     def tokens(self, i) -> list: return [self.itos[t] for t in self.doc(i)]
 
 # %% ../nbs/01d_tokens.ipynb #3ec0299c
@@ -42,6 +42,17 @@ def ids(self:TokenStore) -> np.ndarray:
             raise UlmfitError(f"The tokenized corpus at {self.path} is gone (cache cleared?). Build the DataLoaders again from the original text.")
         self._ids = np.memmap(Path(self.path)/'ids.i32', dtype=np.int32, mode='r')
     return self._ids
+
+@patch
+def read(self:TokenStore, a:int, b:int) -> np.ndarray:
+    "Token ids `a:b` of the whole array: read from the file for a store on disk (not through the memory map, whose touched pages would stay in this process's RSS), else sliced"
+    a, b = int(a), int(b)
+    if self.path is None or not (self._ids is None or isinstance(self._ids, np.memmap)) or b <= a: return np.asarray(self.ids[a:b])
+    f = Path(self.path)/'ids.i32'
+    if not f.exists(): self._ids = None; self.ids   # the `UlmfitError` of a cleared cache
+    out = np.fromfile(f, dtype=np.int32, count=b-a, offset=4*a)
+    if len(out) != b-a: raise UlmfitError(f"{f} holds fewer tokens than its offsets say (truncated?). Delete the folder {self.path} and tokenize again.")
+    return out
 
 @patch
 def __getstate__(self:TokenStore):
