@@ -4,13 +4,13 @@
 
 # %% ../nbs/03c_distrib.ipynb #a874cd9c
 from __future__ import annotations
-import functools, os
+import functools, gc, os
 from torch.nn.parallel import DistributedDataParallel
 from fastai.text.all import *
 from .core import UlmfitError
 
 # %% auto #0
-__all__ = ['ddp_parts', 'distrib_start', 'from_rank0', 'barrier']
+__all__ = ['ddp_parts', 'distrib_start', 'from_rank0', 'barrier', 'distrib_end']
 
 # %% ../nbs/03c_distrib.ipynb #22b026cb
 @functools.cache
@@ -55,4 +55,10 @@ def from_rank0(o):
 def barrier():
     "Wait for every rank (nothing in one process)"
     if num_distrib() > 1: torch.distributed.barrier()
+
+def distrib_end(finished:bool):
+    "Leave the process group `distrib_start` made. `finished` (every rank got to the end): first wait for every rank, so no collective of rank 0's is still in flight; then collect garbage, so a `DistributedDataParallel` wrapper left in a reference cycle dies while the group still exists"
+    if finished: torch.distributed.barrier()
+    gc.collect()
+    torch.distributed.destroy_process_group()
 

@@ -15,7 +15,7 @@ from .subword import spm_tokenizer
 from .bundle import save_lm_bundle, _is_bundle
 from .learner import lm_learner
 from .auto import pick_device, place
-from .distrib import ddp_parts, distrib_start, from_rank0, barrier
+from .distrib import ddp_parts, distrib_start, from_rank0, barrier, distrib_end
 from .epoch_checkpoint import EpochCheckpoint, checkpoints, load_checkpoint, _resume
 import ulmfit_ext.schedules  # adds `Learner.fit_stlr`
 
@@ -357,10 +357,14 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     created = not out.exists()
     dev, own_group = distrib_start(dev)
     rank, world = rank_distrib(), num_distrib()
-    try: return _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
-                              spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs)
+    finished = False
+    try:
+        res = _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
+                            spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs)
+        finished = True
+        return res
     finally:
-        if own_group: torch.distributed.destroy_process_group()
+        if own_group: distrib_end(finished)
 
 def _pretrain_run(corpus, out, preset, valid, p, bptt, backwards, resume, overwrite, seed, cbs, clip, valid_pct, valid_rules, cut_frac, ratio,
                   spm, var_bptt, deterministic, dev, precision, settings, created, rank, world, t0, kwargs) -> PretrainResult:
