@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from fastcore.basics import ifnone
 
 # %% auto #0
-__all__ = ['ARG_SPECS', 'UlmfitError', 'check_range', 'check_int', 'check_choice', 'check_args', 'available_memory', 'cache_dir',
-           'dataset_path', 'check_dest', 'fsync', 'fsync_tree', 'clean_leftovers', 'publish', 'atomic_path',
-           'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic', 'load_opt_state']
+__all__ = ['ARG_SPECS', 'UlmfitError', 'check_range', 'check_int', 'check_choice', 'check_args', 'available_memory',
+           'steady_heap', 'cache_dir', 'dataset_path', 'check_dest', 'fsync', 'fsync_tree', 'clean_leftovers',
+           'publish', 'atomic_path', 'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic',
+           'load_opt_state']
 
 # %% ../nbs/00_core.ipynb #436dd9eb
 class UlmfitError(ValueError):
@@ -121,6 +122,18 @@ def available_memory() -> int|None:
     except (OSError, ValueError, IndexError): pass
     try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     except (ValueError, OSError, AttributeError): return None
+
+# %% ../nbs/00_core.ipynb #95d1a7a6
+_M_MMAP_THRESHOLD = -3   # glibc's `mallopt` parameter number
+
+def steady_heap(threshold:int=1<<20, # Buffers of at least this many bytes get their own mapping, returned to the system when freed
+               ) -> bool: # Whether the setting took effect
+    "Fix glibc's mmap threshold (and so stop it rising), so that a long fit's memory does not grow with the batches seen; nothing on other allocators or when `MALLOC_MMAP_THRESHOLD_` is set"
+    if os.environ.get('MALLOC_MMAP_THRESHOLD_') or not sys.platform.startswith('linux') or platform.libc_ver()[0] != 'glibc': return False
+    try:
+        import ctypes
+        return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError): return False
 
 # %% ../nbs/00_core.ipynb #956e4e13
 def cache_dir(*parts:str, # Sub-folders below the cache root

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, json, os, random, shutil, time, uuid, warnings
 from datetime import datetime, timezone
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file
+from .core import UlmfitError, check_range, check_args, cache_dir, dataset_path, atomic_path, clean_leftovers, fsync, versions, sha256_file, steady_heap
 from .core import deterministic as _deterministic
 from .tokens import TokenStore, tokenize_corpus, _unwrap_tok
 from .data import VarLenLMDataLoader, _random_valid, _build_vocab, _build_text_tfms, _check_streams
@@ -355,6 +355,7 @@ def pretrain_lm(corpus, # General-domain text: a path `read_texts` accepts (file
     settings = _run_settings(preset, corpus, valid, **p, bptt=bptt, backwards=backwards, seed=seed, clip=clip, valid_pct=valid_pct, valid_rules=valid_rules,
                          cut_frac=cut_frac, ratio=ratio, **extra, tokenization={k: _tok_setting(v) if k == 'tok' else v for k,v in kwargs.items() if k not in _NOT_SETTINGS})
     created = not out.exists()
+    steady_heap()   # memory flat through the epochs (see `steady_heap`)
     dev, own_group = distrib_start(dev)
     rank, world = rank_distrib(), num_distrib()
     finished = False
