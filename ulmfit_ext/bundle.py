@@ -4,11 +4,11 @@
 
 # %% ../nbs/04a_bundle.ipynb #0b0af73a
 from __future__ import annotations
-import importlib, json, os, pickle, re, shutil, tempfile, urllib.request, uuid, zipfile
+import json, os, pickle, re, shutil, tempfile, urllib.request, uuid, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from fastai.text.all import *
-from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions
+from .core import UlmfitError, check_dest, atomic_dir, sha256_file, versions, by_name
 from .weights import (normalize_keys, sd_kind, infer_config, check_compatible, RemapReport, load_weights, encoder_of, encoder_state,
                                 load_encoder_weights, remap_embeddings, read_itos, read_weights, wt103_files)
 from .tok_spec import tokenizer_spec, build_tokenizer, _sp_model_file, _edited, _SP_TOKS
@@ -280,7 +280,7 @@ def _check_fields(path, cfg, vocab, sd):
     check_compatible(infer_config(sd), want, what=f'{path/"weights.pth"}', other='config.json',
                      fix="the bundle was edited or put together from different models: save it again with `save_bundle`")
 
-bundle_archs = {'transformer': 'ulmfit_ext.transformer.load_transformer_bundle'}   # config.json's `arch` -> the loader of that kind of bundle (AWD-LSTM bundles have none)
+bundle_archs = {'transformer': 'ulmfit_ext.transformer:load_transformer_bundle'}   # config.json's `arch` -> the loader of that kind of bundle (AWD-LSTM bundles have none)
 
 def other_arch(cfg:dict) -> bool:
     "Does the bundle config `cfg` describe another architecture than fastai's AWD-LSTM (whose bundles say `arch='AWD_LSTM'`)?"
@@ -289,8 +289,7 @@ def other_arch(cfg:dict) -> bool:
 def _arch_bundle(path, cfg, prov):
     "The bundle of another architecture than AWD-LSTM, read by its loader in `bundle_archs`"
     if cfg['arch'] not in bundle_archs: raise UlmfitError(f"{path/'config.json'} names an architecture {cfg['arch']!r} this version of ulmfit_ext cannot read (it reads {', '.join(['AWD_LSTM', *bundle_archs])}): upgrade ulmfit_ext.")
-    mod, fn = bundle_archs[cfg['arch']].rsplit('.', 1)
-    return getattr(importlib.import_module(mod), fn)(path, cfg, prov)
+    return by_name(bundle_archs[cfg['arch']])(path, cfg, prov)
 
 _KIND_NAMES = dict(lm='language model', encoder='encoder', classifier='classifier')
 

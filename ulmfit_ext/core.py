@@ -11,9 +11,9 @@ from fastcore.basics import ifnone
 
 # %% auto #0
 __all__ = ['ARG_SPECS', 'UlmfitError', 'check_range', 'check_int', 'check_choice', 'check_args', 'available_memory',
-           'steady_heap', 'cache_dir', 'dataset_path', 'check_dest', 'fsync', 'fsync_tree', 'clean_leftovers',
-           'publish', 'atomic_path', 'atomic_dir', 'sha256_file', 'versions', 'set_determinism', 'deterministic',
-           'load_opt_state']
+           'steady_heap', 'by_name', 'cache_dir', 'dataset_path', 'check_dest', 'fsync', 'fsync_tree',
+           'clean_leftovers', 'publish', 'atomic_path', 'atomic_dir', 'sha256_file', 'versions', 'set_determinism',
+           'deterministic', 'load_opt_state']
 
 # %% ../nbs/00_core.ipynb #436dd9eb
 class UlmfitError(ValueError):
@@ -134,6 +134,16 @@ def steady_heap(threshold:int=1<<20, # Buffers of at least this many bytes get t
         import ctypes
         return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold)))
     except (OSError, AttributeError): return False
+
+# %% ../nbs/00_core.ipynb #6f5f96b7
+def by_name(name:str, # `'module:attribute'`, the attribute possibly dotted (`'ulmfit_ext.pair:BiClassifier.load'`)
+           ):
+    "The object a registry names, its module imported on first use"
+    mod, sep, attr = name.partition(':')
+    if not sep or not attr: raise UlmfitError(f"{name!r} is not a registry entry: write it as 'module:attribute', e.g. 'ulmfit_ext.transformer:transformer_learner'.")
+    o = importlib.import_module(mod)
+    for a in attr.split('.'): o = getattr(o, a)
+    return o
 
 # %% ../nbs/00_core.ipynb #956e4e13
 def cache_dir(*parts:str, # Sub-folders below the cache root

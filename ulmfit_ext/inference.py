@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_inference.ipynb #ea0a34e3
 from __future__ import annotations
-import contextlib, functools, importlib, itertools, multiprocessing, os, pickle, shutil, tempfile, threading, uuid, warnings, weakref
+import contextlib, itertools, multiprocessing, os, pickle, shutil, tempfile, threading, uuid, warnings, weakref
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -14,7 +14,7 @@ from pathlib import Path
 from fastai.text.all import *
 from fastprogress.fastprogress import progress_bar
 from torch.nn.utils.rnn import pad_sequence
-from .core import UlmfitError, check_args
+from .core import UlmfitError, check_args, by_name
 from .data import dls_info
 from .tokens import _tok_texts, _rules_of
 from .bundle import Bundle, load_bundle, other_arch
@@ -104,15 +104,10 @@ def _from_learner(learn, tokenizer=None):
 
 predictor_archs = {'transformer': 'ulmfit_ext.transformer:transformer_predictor'}   # a model's `arch` -> the factory of its predictor (AWD-LSTM predictors are built here)
 
-def _by_name(name:str):
-    "The object a registry names as `'module:attribute'` (an entry point's form: `'ulmfit_ext.pair:BiClassifier.load'`), imported on first use"
-    mod, _, attr = name.partition(':')
-    return functools.reduce(getattr, attr.split('.'), importlib.import_module(mod))
-
 def _arch_predictor(obj, tokenizer):
     "The predictor of a learner or bundle of another architecture than AWD-LSTM (a transformer: `transformer.TransformerPredictor`)"
     if tokenizer is not None: raise UlmfitError("`tokenizer=` replaces the fastai tokenizer of an AWD-LSTM model; a transformer model always uses its own: leave it out.")
-    return _by_name(predictor_archs['transformer'])(obj)
+    return by_name(predictor_archs['transformer'])(obj)
 
 def _from_bundle(b:Bundle, tokenizer=None):
     "A `Predictor` over the model rebuilt from bundle `b`"
@@ -331,7 +326,7 @@ def _resolve(model, tokenizer=None, sha256=None, int8=False):
     if sha256 is not None and not folder:
         raise UlmfitError(f"`sha256` pins a bundle or ensemble folder, but the model is a {type(model).__name__}: pass the folder, or leave `sha256=None`.")
     if folder and (Path(model)/'ensemble.json').exists():
-        model = _by_name(ensemble_loader)(model, tokenizer, sha256=sha256)
+        model = by_name(ensemble_loader)(model, tokenizer, sha256=sha256)
     elif folder: model = load_bundle(model, sha256=sha256)
     res = model if hasattr(model, 'predictors') else as_predictor(model, tokenizer)
     p = getattr(res, 'predictors', [res])[0]

@@ -4,9 +4,8 @@
 
 # %% ../nbs/05_learner.ipynb #6d87a1df
 from __future__ import annotations
-import importlib
 from fastai.text.all import *
-from .core import UlmfitError, check_range, check_args, check_int
+from .core import UlmfitError, check_range, check_args, check_int, by_name
 from .model_checks import _check_model_args
 from .data import dls_info
 from .splitters import lm_splitter, clas_splitter
@@ -152,13 +151,12 @@ def _task_loss(dls, task:dict, loss_func, class_weights, label_smoothing, loss):
     return task_loss(task['type'], w, label_smoothing, loss)
 
 # %% ../nbs/05_learner.ipynb #0bf34ad9
-clas_archs = {'transformer': 'ulmfit_ext.transformer.transformer_learner'}   # `clas_learner(arch=name)` -> the learner factory of that encoder (fastai's `AWD_LSTM` is built here)
+clas_archs = {'transformer': 'ulmfit_ext.transformer:transformer_learner'}   # `clas_learner(arch=name)` -> the learner factory of that encoder (fastai's `AWD_LSTM` is built here)
 
 def _arch_learner(arch):
     "The learner factory `clas_archs` names for `arch`"
     if arch not in clas_archs: raise UlmfitError(f"arch={arch!r} is not known: pass fastai's AWD_LSTM or one of {', '.join(map(repr, clas_archs))}.")
-    mod, fn = clas_archs[arch].rsplit('.', 1)
-    return getattr(importlib.import_module(mod), fn)
+    return by_name(clas_archs[arch])
 
 @delegates(Learner.__init__)
 def clas_learner(dls:DataLoaders, # Classifier DataLoaders whose text vocabulary is the encoder's
