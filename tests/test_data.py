@@ -110,7 +110,7 @@ def test_cache_false_writes_nothing(tmp_path):
 
 def test_store_layout():
     st = tokenize_corpus(["The cat sat.", "A DOG barked!"], **FAST)
-    assert st.ids.dtype == np.int32 and st.offsets.dtype == np.int64
+    assert st.ids.dtype == np.uint16 and st.offsets.dtype == np.int64   # issue 14: 2 bytes a token up to 65,536 distinct tokens
     assert st.tokens(0) == ['xxbos', 'xxmaj', 'the', 'cat', 'sat', '.']
     assert st.tokens(1) == ['xxbos', 'a', 'xxup', 'dog', 'barked', '!']
     assert st.lengths.sum() == st.n_tokens == len(st.ids)
@@ -136,7 +136,7 @@ def test_store_on_disk_reads_without_the_memory_map(monkeypatch):
     real = np.fromfile
     monkeypatch.setattr(np, 'fromfile', lambda *a, **k: reads.append(k) or real(*a, **k))
     assert all(np.array_equal(st.doc(i), ref[i]) for i in range(len(st))) and len(reads) == len(st)
-    assert reads[3] == dict(dtype=np.int32, count=len(ref[3]), offset=4*int(st.offsets[3]))
+    assert reads[3] == dict(dtype=np.uint16, count=len(ref[3]), offset=2*int(st.offsets[3]))
     assert np.array_equal(st.read(0, st.n_tokens), np.asarray(st.ids)) and st.read(5, 5).shape == (0,)
     mem = tokenize_corpus(toy_texts(30), cache=False, **FAST)   # an in-memory store slices its array
     n = len(reads); assert np.array_equal(mem.doc(3), ref[3]) and len(reads) == n
